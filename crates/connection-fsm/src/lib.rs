@@ -1,0 +1,1 @@
+//! connection-fsm (work in progress).

@@ -1,0 +1,1 @@
+//! kv-store (work in progress).

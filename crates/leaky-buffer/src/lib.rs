@@ -1,0 +1,1 @@
+//! leaky-buffer (work in progress).

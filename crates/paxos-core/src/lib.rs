@@ -1,0 +1,1 @@
+//! paxos-core (work in progress).

@@ -1,0 +1,1 @@
+//! rarakoon-client (work in progress).

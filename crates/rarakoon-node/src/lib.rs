@@ -1,0 +1,1 @@
+//! rarakoon-node (work in progress).

@@ -1,0 +1,1 @@
+//! tcp-messenger (work in progress).

@@ -1,0 +1,1 @@
+//! wire-codec (work in progress).

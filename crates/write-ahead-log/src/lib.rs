@@ -1,0 +1,1 @@
+//! write-ahead-log (work in progress).
