@@ -1,0 +1,191 @@
+//! A transaction: writes go straight into the map, and, when the transaction may still fail
+//! after a write (a sequence, a user function), each write is recorded in an undo log that
+//! rolls it back in reverse order.
+//!
+//! Invariants:
+//! - `payload_bytes` is always the sum of key and value lengths of the map, through every
+//!   write and every rollback (all changes go through [`Transaction::insert`] and
+//!   [`Transaction::remove`], or the same accounting in [`Transaction::roll_back`]).
+//! - A transaction that is dropped without [`Transaction::commit`] is rolled back, so an early
+//!   return can never leave half an update in the store.
+//! - A transaction that does not record undo (a single update that checks before it writes)
+//!   must never fail after its first write: that is the caller's contract.
+//! - The store keeps copies of keys and values, never the caller's buffers, so a value never
+//!   pins a larger buffer (e.g. a whole network frame) in memory.
+
+use bytes::Bytes;
+
+use crate::StoreError;
+use crate::query::{self, Map};
+
+/// The data a transaction works on: the map and its byte count.
+#[derive(Debug, Default)]
+pub(crate) struct Data {
+    pub(crate) map: Map,
+    pub(crate) payload_bytes: u64,
+}
+
+/// One step back: what to do to undo one write.
+#[derive(Debug)]
+pub(crate) enum Undo {
+    /// The key held this value before: put it back.
+    Restore { key: Bytes, value: Bytes },
+    /// The key was absent before: remove it.
+    Remove { key: Bytes },
+}
+
+/// An open transaction on the store. User functions receive one; whatever they write is
+/// undone when they, or the sequence they run in, fail.
+pub struct Transaction<'s> {
+    data: &'s mut Data,
+    undo: &'s mut Vec<Undo>,
+    recording: bool,
+}
+
+fn len_u64(bytes: &[u8]) -> u64 {
+    // usize is at most 64 bits on every target Rust supports.
+    bytes.len() as u64
+}
+
+impl<'s> Transaction<'s> {
+    /// Opens a transaction. `undo` must be empty; it is a scratch buffer the store reuses so
+    /// that recording needs no allocation once warm.
+    pub(crate) fn new(data: &'s mut Data, undo: &'s mut Vec<Undo>, recording: bool) -> Self {
+        debug_assert!(
+            undo.is_empty(),
+            "a transaction starts with an empty undo log"
+        );
+        undo.clear();
+        Self {
+            data,
+            undo,
+            recording,
+        }
+    }
+
+    /// The value of `key`, as this transaction sees it (its own writes included).
+    #[must_use]
+    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        self.data.map.get(key)
+    }
+
+    /// Whether `key` exists, as this transaction sees it.
+    #[must_use]
+    pub fn exists(&self, key: &[u8]) -> bool {
+        self.data.map.contains_key(key)
+    }
+
+    /// The keys that start with `prefix`, ascending, at most `max` of them (negative: all).
+    #[must_use]
+    pub fn prefix_keys(&self, prefix: &[u8], max: i32) -> Vec<Bytes> {
+        query::prefix_keys(&self.data.map, prefix, max)
+    }
+
+    /// Stores `value` under `key`; returns the previous value.
+    pub fn set(&mut self, key: &[u8], value: &[u8]) -> Option<Bytes> {
+        self.insert(key, value)
+    }
+
+    /// Stores `value` under `key`, or deletes `key` when `value` is `None` (Arakoon's `put`).
+    /// Returns the previous value.
+    pub fn put(&mut self, key: &[u8], value: Option<&[u8]>) -> Option<Bytes> {
+        match value {
+            Some(value) => self.insert(key, value),
+            None => self.remove(key),
+        }
+    }
+
+    /// Deletes `key`; a missing key is Arakoon's 0x05 with the key as message.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyNotFound`] when the key is absent (nothing is changed).
+    pub fn delete(&mut self, key: &[u8]) -> Result<Bytes, StoreError> {
+        self.remove(key).ok_or_else(|| StoreError::KeyNotFound {
+            key: Bytes::copy_from_slice(key),
+        })
+    }
+
+    /// Deletes every key that starts with `prefix`; returns how many.
+    pub fn delete_prefix(&mut self, prefix: &[u8]) -> u64 {
+        let doomed: Vec<Bytes> = query::prefix_scan(&self.data.map, prefix)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len() as u64
+    }
+
+    /// The one way a value enters the map.
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Option<Bytes> {
+        let new_value = Bytes::copy_from_slice(value);
+        self.data.payload_bytes += len_u64(value);
+        if let Some(slot) = self.data.map.get_mut(key) {
+            let old = std::mem::replace(slot, new_value);
+            self.data.payload_bytes -= len_u64(&old);
+            if self.recording {
+                self.undo.push(Undo::Restore {
+                    key: Bytes::copy_from_slice(key),
+                    value: old.clone(),
+                });
+            }
+            return Some(old);
+        }
+        let new_key = Bytes::copy_from_slice(key);
+        self.data.payload_bytes += len_u64(key);
+        if self.recording {
+            self.undo.push(Undo::Remove {
+                key: new_key.clone(),
+            });
+        }
+        self.data.map.insert(new_key, new_value);
+        None
+    }
+
+    /// The one way a key leaves the map.
+    fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
+        let (old_key, old_value) = self.data.map.remove_entry(key)?;
+        self.data.payload_bytes -= len_u64(&old_key) + len_u64(&old_value);
+        if self.recording {
+            self.undo.push(Undo::Restore {
+                key: old_key,
+                value: old_value.clone(),
+            });
+        }
+        Some(old_value)
+    }
+
+    /// Keeps every write. The transaction is over.
+    pub(crate) fn commit(self) {
+        self.undo.clear();
+    }
+
+    /// Undoes every recorded write, newest first.
+    fn roll_back(&mut self) {
+        let data = &mut *self.data;
+        for step in self.undo.drain(..).rev() {
+            match step {
+                Undo::Restore { key, value } => {
+                    let added = len_u64(&key) + len_u64(&value);
+                    if let Some(replaced) = data.map.insert(key.clone(), value) {
+                        // The key was present: only the value's size changes.
+                        data.payload_bytes -= len_u64(&key) + len_u64(&replaced);
+                    }
+                    data.payload_bytes += added;
+                }
+                Undo::Remove { key } => {
+                    if let Some(removed) = data.map.remove(&key) {
+                        data.payload_bytes -= len_u64(&key) + len_u64(&removed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        // Not committed: undo. After commit the log is empty and this does nothing.
+        self.roll_back();
+    }
+}
