@@ -1,5 +1,73 @@
-//! rarakoon-bin: the command-line entry point (work in progress).
+//! rarakoon-bin: the command-line entry point (run a node, `local`, client/admin commands,
+//! config checks and offline tools). See `cli.rs` for the commands and `exit.rs` for the exit
+//! codes.
 
-fn main() {
-    println!("rarakoon-bin: not yet implemented");
+mod check_config;
+mod cli;
+mod exit;
+mod local;
+mod logging;
+mod run;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    let result: anyhow::Result<u8> = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(code) => exit::code(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code(exit::FAILURE)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        None => match (cli.config, cli.node) {
+            (Some(config), Some(node)) => {
+                run::run(&config, &node).await?;
+                Ok(exit::OK)
+            }
+            _ => {
+                let mut cmd = Cli::command();
+                eprintln!(
+                    "error: give --config FILE --node NAME to run a node, or a command\n\n{}",
+                    cmd.render_usage()
+                );
+                Ok(exit::FAILURE)
+            }
+        },
+        Some(Command::Local(args)) => {
+            local::run(args.dir, args.nodes, cli.log_format).await?;
+            Ok(exit::OK)
+        }
+        Some(Command::CheckConfig { file }) => {
+            check_config::check(&file)?;
+            Ok(exit::OK)
+        }
+        Some(Command::Client(_)) | Some(Command::Admin(_)) => {
+            anyhow::bail!("client and admin commands are not implemented yet")
+        }
+        Some(Command::Wal { .. }) | Some(Command::Snapshot { .. }) => {
+            anyhow::bail!("offline WAL and snapshot tools are not implemented yet")
+        }
+    }
 }

@@ -1,0 +1,36 @@
+//! `rarakoon-bin check-config FILE`: validate a config and summarise it, starting nothing.
+
+use std::path::Path;
+
+use rarakoon_node::ClusterConfig;
+
+/// Prints a summary of a valid config (and its warnings); returns the error otherwise.
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    let config = ClusterConfig::load(file)?;
+    println!(
+        "{}: valid; cluster `{}`, master_mode {}, lease {} s, {} node(s)",
+        file.display(),
+        config.cluster.id,
+        config.cluster.master_mode,
+        config.cluster.lease_period_secs,
+        config.nodes.len()
+    );
+    for node in &config.nodes {
+        let role = if config.is_learner(&node.name) {
+            "learner"
+        } else {
+            "voter"
+        };
+        println!(
+            "  {} ({role}): client {}, messaging {}, home {}",
+            node.name,
+            node.client_socket_address(),
+            node.messaging_address(),
+            node.home_dir.display()
+        );
+    }
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
+    Ok(())
+}

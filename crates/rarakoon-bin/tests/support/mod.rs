@@ -1,0 +1,241 @@
+//! The end-to-end test harness: real `rarakoon-bin` processes on 127.0.0.1.
+//!
+//! A [`TestCluster`] writes a config with free ports and a temporary directory, starts nodes as
+//! child processes of the binary under test, and kills every process it started when it is
+//! dropped (also when a test fails). Tests synchronise on events (a lock file holding the
+//! child's pid, a port accepting, a client answering) through [`wait_for`], which polls with a
+//! bounded deadline; no test sleeps for a fixed time to "let things settle".
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_rarakoon-bin")
+}
+
+/// A port that was free a moment ago (the OS hands out ports round-robin, so reuse is rare).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        // Bounded back-off between polls; the condition, not the pause, ends the wait.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Options for a generated cluster config.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    pub lease_secs: f64,
+    pub extra_cluster_lines: Vec<String>,
+    pub extra_node_lines: Vec<String>,
+}
+
+impl ClusterSpec {
+    pub fn new(nodes: usize) -> Self {
+        ClusterSpec {
+            nodes,
+            lease_secs: 1.0,
+            extra_cluster_lines: Vec::new(),
+            extra_node_lines: Vec::new(),
+        }
+    }
+}
+
+/// One node's endpoints.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub client_port: u16,
+    pub messaging_port: u16,
+    pub home: PathBuf,
+}
+
+/// A cluster of real processes; every process is killed on drop.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub config_file: PathBuf,
+    pub cluster_id: String,
+    pub nodes: Vec<NodeInfo>,
+    running: BTreeMap<String, Child>,
+}
+
+impl TestCluster {
+    /// Writes the config for `spec` (nothing is started yet).
+    pub fn new(spec: &ClusterSpec) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_id = "e2e".to_owned();
+        let mut text = format!(
+            "[cluster]\nid = \"{cluster_id}\"\nlease_period_secs = {}\n",
+            spec.lease_secs
+        );
+        for line in &spec.extra_cluster_lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        let mut nodes = Vec::new();
+        for i in 0..spec.nodes {
+            let info = NodeInfo {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                messaging_port: free_port(),
+                home: dir.path().join(format!("n{i}")),
+            };
+            text.push_str(&format!(
+                "\n[[nodes]]\nname = \"{}\"\naddresses = [\"127.0.0.1:{}\"]\nclient_port = {}\n\
+                 home_dir = \"{}\"\nsegment_size_bytes = 65536\n",
+                info.name,
+                info.messaging_port,
+                info.client_port,
+                info.home.display()
+            ));
+            for line in &spec.extra_node_lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            nodes.push(info);
+        }
+        let config_file = dir.path().join("cluster.toml");
+        std::fs::write(&config_file, text).unwrap();
+        TestCluster {
+            dir,
+            config_file,
+            cluster_id,
+            nodes,
+            running: BTreeMap::new(),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> &NodeInfo {
+        self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// The command that runs node `name` (for tests that want to watch it themselves).
+    pub fn node_command(&self, name: &str) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config")
+            .arg(&self.config_file)
+            .arg("--node")
+            .arg(name)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts node `name`, its output appended to `<dir>/<name>.log`.
+    pub fn start(&mut self, name: &str) {
+        assert!(!self.running.contains_key(name), "{name} already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .unwrap();
+        let child = self
+            .node_command(name)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.running.insert(name.to_owned(), child);
+    }
+
+    pub fn start_all(&mut self) {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            self.start(&name);
+        }
+    }
+
+    pub fn pid(&self, name: &str) -> u32 {
+        self.running[name].id()
+    }
+
+    /// Waits until node `name` holds its home-directory lock (its pid is in `LOCK`).
+    pub fn wait_locked(&self, name: &str) {
+        let pid = self.pid(name).to_string();
+        let lock = self.node(name).home.join("LOCK");
+        wait_for(
+            &format!("{name} to lock its home directory"),
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(&lock)
+                    .ok()
+                    .filter(|t| t.trim() == pid)
+            },
+        );
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self, name: &str) {
+        let mut child = self.running.remove(name).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self, name: &str) -> ExitStatus {
+        let mut child = self.running.remove(name).unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for(
+            &format!("{name} to exit after SIGTERM"),
+            Duration::from_secs(30),
+            || child.try_wait().unwrap(),
+        )
+    }
+
+    /// The node's log so far (for assertion messages).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// Runs the CLI with `args` against this cluster; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in self.running.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! The cluster configuration: one TOML file shared by every node of a cluster.
+//!
+//! The file carries Arakoon's options over (cluster id, master mode, preferred master, lease
+//! period, learners, and per node its addresses, home directory, log and size limits). Parsing
+//! is strict: unknown fields are refused (`deny_unknown_fields`), and every error names the
+//! file, the field and what is wrong, so an operator can fix it without reading code.
+//!
+//! Invariants kept by [`ClusterConfig::from_toml_str`] (nothing else builds a validated config):
+//! - node names are unique and non-empty; messaging addresses and client endpoints are unique;
+//! - learners, the preferred master and the forced master name configured nodes, and neither
+//!   master is a learner; at least one node votes;
+//! - `max_value_size < max_request_size`, and every size and period lies in a sane range.
+//!
+//! Relative `home_dir` paths are resolved against the directory of the config file, so a
+//! generated config (see `rarakoon-bin local`) can be moved together with its data.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Defaults, chosen for a production database (and repeated in `config/example.toml`).
+pub mod defaults {
+    /// Arakoon's default lease period.
+    pub const LEASE_PERIOD_SECS: f64 = 10.0;
+    /// Upper bound of client updates batched into one Paxos value.
+    pub const MAX_BATCH_UPDATES: u32 = 1024;
+    /// Upper bound of the encoded bytes batched into one Paxos value.
+    pub const MAX_BATCH_BYTES: u64 = 4 * 1024 * 1024;
+    /// A WAL segment is closed (and archived) once it grows past this size.
+    pub const SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+    /// The Collapser writes a new head snapshot once this many entries follow the last one.
+    pub const COLLAPSE_THRESHOLD_ENTRIES: u64 = 500_000;
+    /// Completed WAL segments kept after a collapse (for peers that catch up).
+    pub const SEGMENTS_TO_KEEP: u32 = 4;
+    /// Arakoon's `max_value_size` (a value must be strictly smaller).
+    pub const MAX_VALUE_SIZE: u64 = 8 * 1024 * 1024;
+    /// Arakoon's `max_buffer_size`: the largest request or update accepted.
+    pub const MAX_REQUEST_SIZE: u64 = 32 * 1024 * 1024;
+    /// Client connections accepted at once; more are refused with `E_MAX_CONNECTIONS`.
+    pub const MAX_CLIENT_CONNECTIONS: u32 = 1024;
+}
+
+/// Bounds used by validation (outside them a config is refused, not silently clamped).
+mod limits {
+    pub const MIN_LEASE_SECS: f64 = 0.2;
+    pub const MAX_LEASE_SECS: f64 = 600.0;
+    pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
+    pub const MAX_SEGMENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+    pub const MAX_REQUEST_SIZE: u64 = 1024 * 1024 * 1024;
+    pub const MAX_NAME_LEN: usize = 128;
+    pub const MAX_NODES: usize = 16;
+}
+
+/// A config error; every variant names the file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {}: {source}", file.display())]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a field has the wrong type, or a field is unknown.
+    #[error("config file {}: {message}", file.display())]
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// The TOML parser's message (it names the line, column and field).
+        message: String,
+    },
+    /// The file parsed, but a field's value is not acceptable.
+    #[error("config file {}: field `{field}` {problem}", file.display())]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// The field, as a TOML path (e.g. `nodes[1].client_port`).
+        field: String,
+        /// What is wrong and what would be accepted.
+        problem: String,
+    },
+    /// `--node NAME` names no node of the config.
+    #[error("config file {} has no node named `{name}` (its nodes are: {known})", file.display())]
+    UnknownNode {
+        /// The config file.
+        file: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma separated.
+        known: String,
+    },
+}
+
+/// How the master is chosen (Arakoon's `master` / `readonly` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterMode {
+    /// The nodes elect a master through Paxos (the default).
+    #[default]
+    Elected,
+    /// No master is elected; every write is refused with Arakoon's `E_READ_ONLY`.
+    Readonly,
+    /// `cluster.forced_master` is always the master (Arakoon's `master = name`).
+    Forced,
+}
+
+impl fmt::Display for MasterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MasterMode::Elected => "elected",
+            MasterMode::Readonly => "readonly",
+            MasterMode::Forced => "forced",
+        })
+    }
+}
+
+/// How completed WAL segments are archived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compressor {
+    /// zstd-compress completed segments (the default).
+    #[default]
+    Zstd,
+    /// Keep completed segments as they are.
+    None,
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The cluster id; clients must name it in their prologue.
+    pub id: String,
+    /// How the master is chosen.
+    #[serde(default)]
+    pub master_mode: MasterMode,
+    /// The master when `master_mode = "forced"` (required then, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_master: Option<String>,
+    /// A node that takes the master role whenever it is up (Arakoon's `preferred_master`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_master: Option<String>,
+    /// The master lease period in seconds (fractions allowed, e.g. `0.5`).
+    #[serde(default = "default_lease")]
+    pub lease_period_secs: f64,
+    /// Names of non-voting nodes: they receive the log but never vote or become master.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learners: Vec<String>,
+    /// Most client updates batched into one Paxos value.
+    #[serde(default = "default_batch_updates")]
+    pub max_batch_updates: u32,
+    /// Most encoded bytes batched into one Paxos value.
+    #[serde(default = "default_batch_bytes")]
+    pub max_batch_bytes: u64,
+}
+
+/// One `[[nodes]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// Messaging (node-to-node) addresses; the first is the one listened on and dialled.
+    pub addresses: Vec<SocketAddr>,
+    /// The IP address of the client listener (default: the first messaging address's IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<IpAddr>,
+    /// The port of the Arakoon client protocol listener.
+    pub client_port: u16,
+    /// The node's data directory (WAL, head snapshot, lock file).
+    pub home_dir: PathBuf,
+    /// How completed WAL segments are archived.
+    #[serde(default)]
+    pub compressor: Compressor,
+    /// Size at which a WAL segment is closed.
+    #[serde(default = "default_segment_size")]
+    pub segment_size_bytes: u64,
+    /// WAL entries past the head snapshot that trigger the Collapser.
+    #[serde(default = "default_collapse_threshold")]
+    pub collapse_threshold_entries: u64,
+    /// Completed segments the Collapser always keeps.
+    #[serde(default = "default_segments_to_keep")]
+    pub segments_to_keep: u32,
+    /// A value must be strictly smaller than this (Arakoon's `max_value_size`).
+    #[serde(default = "default_max_value_size")]
+    pub max_value_size: u64,
+    /// The largest request or update accepted (Arakoon's `max_buffer_size`).
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: u64,
+    /// Client connections accepted at once.
+    #[serde(default = "default_max_client_connections")]
+    pub max_client_connections: u32,
+    /// fsync the WAL before acknowledging. Off only for throw-away data: a crash then loses
+    /// acknowledged writes, and the node logs a loud warning at start.
+    #[serde(default = "default_fsync")]
+    pub fsync: bool,
+}
+
+fn default_lease() -> f64 {
+    defaults::LEASE_PERIOD_SECS
+}
+fn default_batch_updates() -> u32 {
+    defaults::MAX_BATCH_UPDATES
+}
+fn default_batch_bytes() -> u64 {
+    defaults::MAX_BATCH_BYTES
+}
+fn default_segment_size() -> u64 {
+    defaults::SEGMENT_SIZE_BYTES
+}
+fn default_collapse_threshold() -> u64 {
+    defaults::COLLAPSE_THRESHOLD_ENTRIES
+}
+fn default_segments_to_keep() -> u32 {
+    defaults::SEGMENTS_TO_KEEP
+}
+fn default_max_value_size() -> u64 {
+    defaults::MAX_VALUE_SIZE
+}
+fn default_max_request_size() -> u64 {
+    defaults::MAX_REQUEST_SIZE
+}
+fn default_max_client_connections() -> u32 {
+    defaults::MAX_CLIENT_CONNECTIONS
+}
+fn default_fsync() -> bool {
+    true
+}
+
+impl NodeConfig {
+    /// A node with production defaults for everything but its identity and endpoints.
+    pub fn new(name: &str, address: SocketAddr, client_port: u16, home_dir: PathBuf) -> Self {
+        NodeConfig {
+            name: name.to_owned(),
+            addresses: vec![address],
+            client_address: None,
+            client_port,
+            home_dir,
+            compressor: Compressor::default(),
+            segment_size_bytes: defaults::SEGMENT_SIZE_BYTES,
+            collapse_threshold_entries: defaults::COLLAPSE_THRESHOLD_ENTRIES,
+            segments_to_keep: defaults::SEGMENTS_TO_KEEP,
+            max_value_size: defaults::MAX_VALUE_SIZE,
+            max_request_size: defaults::MAX_REQUEST_SIZE,
+            max_client_connections: defaults::MAX_CLIENT_CONNECTIONS,
+            fsync: true,
+        }
+    }
+
+    /// The messaging address this node listens on (the first configured one).
+    pub fn messaging_address(&self) -> SocketAddr {
+        // Validation guarantees at least one address; the fallback is never used.
+        self.addresses
+            .first()
+            .copied()
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+    }
+
+    /// The address of the client listener.
+    pub fn client_socket_address(&self) -> SocketAddr {
+        let ip = self
+            .client_address
+            .unwrap_or_else(|| self.messaging_address().ip());
+        SocketAddr::new(ip, self.client_port)
+    }
+}
+
+impl ClusterSection {
+    /// A cluster section with production defaults.
+    pub fn new(id: &str) -> Self {
+        ClusterSection {
+            id: id.to_owned(),
+            master_mode: MasterMode::Elected,
+            forced_master: None,
+            preferred_master: None,
+            lease_period_secs: defaults::LEASE_PERIOD_SECS,
+            learners: Vec::new(),
+            max_batch_updates: defaults::MAX_BATCH_UPDATES,
+            max_batch_bytes: defaults::MAX_BATCH_BYTES,
+        }
+    }
+}
+
+/// The whole file: one `[cluster]` section and the `[[nodes]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster-wide settings.
+    pub cluster: ClusterSection,
+    /// Every node, voters and learners.
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// Things that are allowed but deserve a loud warning (e.g. `fsync = false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The field, as a TOML path.
+    pub field: String,
+    /// Why this is dangerous.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl ClusterConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(file: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let base = file.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_toml_str(&text, file, base)
+    }
+
+    /// Parses and validates config text. `file` is only used in error messages; relative home
+    /// directories are resolved against `base_dir`.
+    pub fn from_toml_str(
+        text: &str,
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let mut config: ClusterConfig =
+            toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
+                file: file.to_path_buf(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+        for node in &mut config.nodes {
+            if node.home_dir.is_relative() {
+                node.home_dir = base_dir.join(&node.home_dir);
+            }
+        }
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Renders the config as TOML (used to write generated configs).
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str, file: &Path) -> Result<&NodeConfig, ConfigError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ConfigError::UnknownNode {
+                file: file.to_path_buf(),
+                name: name.to_owned(),
+                known: self.node_names().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Node names in config order.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// Whether `name` is a learner (non-voting node).
+    pub fn is_learner(&self, name: &str) -> bool {
+        self.cluster.learners.iter().any(|l| l == name)
+    }
+
+    /// Names of the voting nodes, in config order.
+    pub fn voters(&self) -> impl Iterator<Item = &str> {
+        self.node_names().filter(|n| !self.is_learner(n))
+    }
+
+    /// The lease period as a duration.
+    pub fn lease_period(&self) -> Duration {
+        Duration::from_secs_f64(self.cluster.lease_period_secs)
+    }
+
+    /// Allowed-but-dangerous settings, for the node to log loudly at start.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.fsync {
+                out.push(ConfigWarning {
+                    field: format!("nodes[{i}].fsync"),
+                    message: format!(
+                        "is false: node `{}` acknowledges writes before they are on disk; \
+                         a crash or power loss LOSES acknowledged writes",
+                        node.name
+                    ),
+                });
+            }
+        }
+        if self.voters().count() % 2 == 0 {
+            out.push(ConfigWarning {
+                field: "nodes".to_owned(),
+                message: format!(
+                    "there are {} voting nodes; an even number tolerates no more failures than \
+                     one node fewer",
+                    self.voters().count()
+                ),
+            });
+        }
+        out
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field,
+            problem,
+        };
+        let c = &self.cluster;
+        check_name(&c.id).map_err(|p| invalid("cluster.id".into(), p))?;
+        let lease = c.lease_period_secs;
+        if !(limits::MIN_LEASE_SECS..=limits::MAX_LEASE_SECS).contains(&lease) {
+            return Err(invalid(
+                "cluster.lease_period_secs".into(),
+                format!(
+                    "is {lease}; it must lie between {} and {} seconds",
+                    limits::MIN_LEASE_SECS,
+                    limits::MAX_LEASE_SECS
+                ),
+            ));
+        }
+        if c.max_batch_updates == 0 {
+            return Err(invalid(
+                "cluster.max_batch_updates".into(),
+                "is 0; it must be at least 1".into(),
+            ));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid(
+                "nodes".into(),
+                "is empty; configure at least one [[nodes]] entry".into(),
+            ));
+        }
+        if self.nodes.len() > limits::MAX_NODES {
+            return Err(invalid(
+                "nodes".into(),
+                format!(
+                    "has {} entries; at most {} are supported",
+                    self.nodes.len(),
+                    limits::MAX_NODES
+                ),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        let mut client_endpoints = BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let field = |f: &str| format!("nodes[{i}].{f}");
+            check_name(&node.name).map_err(|p| invalid(field("name"), p))?;
+            if !names.insert(node.name.as_str()) {
+                return Err(invalid(
+                    field("name"),
+                    format!("`{}` is used by more than one node", node.name),
+                ));
+            }
+            if node.addresses.is_empty() {
+                return Err(invalid(
+                    field("addresses"),
+                    "is empty; give at least one messaging address such as \"10.0.0.1:4010\""
+                        .into(),
+                ));
+            }
+            for a in &node.addresses {
+                if a.port() == 0 {
+                    return Err(invalid(field("addresses"), format!("`{a}` has port 0")));
+                }
+                if !addresses.insert(*a) {
+                    return Err(invalid(
+                        field("addresses"),
+                        format!("`{a}` is used by more than one node"),
+                    ));
+                }
+            }
+            if node.client_port == 0 {
+                return Err(invalid(field("client_port"), "is 0".into()));
+            }
+            let client = node.client_socket_address();
+            if !client_endpoints.insert(client) || addresses.contains(&client) {
+                return Err(invalid(
+                    field("client_port"),
+                    format!("client endpoint `{client}` is already used by another listener"),
+                ));
+            }
+            if node.home_dir.as_os_str().is_empty() {
+                return Err(invalid(field("home_dir"), "is empty".into()));
+            }
+            if !(limits::MIN_SEGMENT_SIZE..=limits::MAX_SEGMENT_SIZE)
+                .contains(&node.segment_size_bytes)
+            {
+                return Err(invalid(
+                    field("segment_size_bytes"),
+                    format!(
+                        "is {}; it must lie between {} and {}",
+                        node.segment_size_bytes,
+                        limits::MIN_SEGMENT_SIZE,
+                        limits::MAX_SEGMENT_SIZE
+                    ),
+                ));
+            }
+            if node.collapse_threshold_entries == 0 {
+                return Err(invalid(
+                    field("collapse_threshold_entries"),
+                    "is 0; it must be at least 1".into(),
+                ));
+            }
+            if node.segments_to_keep == 0 {
+                return Err(invalid(
+                    field("segments_to_keep"),
+                    "is 0; at least 1 segment must be kept for peers that catch up".into(),
+                ));
+            }
+            if node.max_request_size == 0 || node.max_request_size > limits::MAX_REQUEST_SIZE {
+                return Err(invalid(
+                    field("max_request_size"),
+                    format!(
+                        "is {}; it must lie between 1 and {}",
+                        node.max_request_size,
+                        limits::MAX_REQUEST_SIZE
+                    ),
+                ));
+            }
+            if node.max_value_size == 0 || node.max_value_size >= node.max_request_size {
+                return Err(invalid(
+                    field("max_value_size"),
+                    format!(
+                        "is {}; it must be at least 1 and smaller than max_request_size ({})",
+                        node.max_value_size, node.max_request_size
+                    ),
+                ));
+            }
+            if node.max_client_connections == 0 {
+                return Err(invalid(
+                    field("max_client_connections"),
+                    "is 0; no client could connect".into(),
+                ));
+            }
+        }
+        for (i, learner) in c.learners.iter().enumerate() {
+            if !names.contains(learner.as_str()) {
+                return Err(invalid(
+                    format!("cluster.learners[{i}]"),
+                    format!("names `{learner}`, which is not a configured node"),
+                ));
+            }
+        }
+        if self.voters().next().is_none() {
+            return Err(invalid(
+                "cluster.learners".into(),
+                "lists every node; at least one node must vote".into(),
+            ));
+        }
+        let check_master = |field: &str, name: &str| {
+            if !names.contains(name) {
+                Err(invalid(
+                    field.into(),
+                    format!("names `{name}`, which is not a configured node"),
+                ))
+            } else if self.is_learner(name) {
+                Err(invalid(
+                    field.into(),
+                    format!("names `{name}`, which is a learner and can never be master"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(p) = &c.preferred_master {
+            check_master("cluster.preferred_master", p)?;
+        }
+        match (c.master_mode, &c.forced_master) {
+            (MasterMode::Forced, Some(m)) => check_master("cluster.forced_master", m)?,
+            (MasterMode::Forced, None) => {
+                return Err(invalid(
+                    "cluster.forced_master".into(),
+                    "is missing; master_mode = \"forced\" needs the name of the master".into(),
+                ));
+            }
+            (mode, Some(_)) => {
+                return Err(invalid(
+                    "cluster.forced_master".into(),
+                    format!("is set, but master_mode is \"{mode}\"; use master_mode = \"forced\""),
+                ));
+            }
+            (_, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Names (cluster id, node names) are printable ASCII without spaces, so they log and travel
+/// in handshakes and Arakoon messages unambiguously.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > limits::MAX_NAME_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {} are allowed",
+            name.len(),
+            limits::MAX_NAME_LEN
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "`{name}` contains {bad:?}; use letters, digits, '_', '-' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+id = "ricky"
+lease_period_secs = 2
+
+[[nodes]]
+name = "n0"
+addresses = ["127.0.0.1:4010"]
+client_port = 4000
+home_dir = "/tmp/n0"
+
+[[nodes]]
+name = "n1"
+addresses = ["127.0.0.1:4011"]
+client_port = 4001
+home_dir = "n1"
+fsync = false
+"#;
+
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::from_toml_str(text, Path::new("/etc/c.toml"), Path::new("/base"))
+    }
+
+    fn invalid_field(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_with_defaults_and_resolves_relative_home() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.cluster.master_mode, MasterMode::Elected);
+        assert_eq!(c.lease_period(), Duration::from_secs(2));
+        assert_eq!(c.nodes[0].max_value_size, defaults::MAX_VALUE_SIZE);
+        assert_eq!(c.nodes[0].compressor, Compressor::Zstd);
+        assert!(c.nodes[0].fsync);
+        assert_eq!(c.nodes[1].home_dir, PathBuf::from("/base/n1"));
+        assert_eq!(
+            c.nodes[1].client_socket_address(),
+            "127.0.0.1:4001".parse().unwrap()
+        );
+        let warnings = c.warnings();
+        assert!(warnings.iter().any(|w| w.field == "nodes[1].fsync"));
+    }
+
+    #[test]
+    fn fractional_lease_is_accepted() {
+        let c = parse(&GOOD.replace("lease_period_secs = 2", "lease_period_secs = 0.5")).unwrap();
+        assert_eq!(c.lease_period(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_field() {
+        let err = parse(&GOOD.replace("client_port = 4000", "client_port = 4000\ncolour = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/c.toml"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_field() {
+        let err = parse(&GOOD.replace("client_port = 4000", "client_port = \"x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client_port"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_and_ports_are_refused() {
+        assert_eq!(
+            invalid_field(&GOOD.replace("name = \"n1\"", "name = \"n0\"")),
+            "nodes[1].name"
+        );
+        assert_eq!(
+            invalid_field(&GOOD.replace("4011", "4010")),
+            "nodes[1].addresses"
+        );
+        assert_eq!(
+            invalid_field(&GOOD.replace("4001", "4000")),
+            "nodes[1].client_port"
+        );
+    }
+
+    #[test]
+    fn master_options_are_checked() {
+        let forced_without_name = GOOD.replace("lease_period_secs = 2", "master_mode = \"forced\"");
+        assert_eq!(invalid_field(&forced_without_name), "cluster.forced_master");
+        let forced_unknown = GOOD.replace(
+            "lease_period_secs = 2",
+            "master_mode = \"forced\"\nforced_master = \"zz\"",
+        );
+        assert_eq!(invalid_field(&forced_unknown), "cluster.forced_master");
+        let name_without_forced = GOOD.replace("lease_period_secs = 2", "forced_master = \"n0\"");
+        assert_eq!(invalid_field(&name_without_forced), "cluster.forced_master");
+        let learner_preferred = GOOD.replace(
+            "lease_period_secs = 2",
+            "learners = [\"n1\"]\npreferred_master = \"n1\"",
+        );
+        assert_eq!(
+            invalid_field(&learner_preferred),
+            "cluster.preferred_master"
+        );
+        let all_learners = GOOD.replace("lease_period_secs = 2", "learners = [\"n0\", \"n1\"]");
+        assert_eq!(invalid_field(&all_learners), "cluster.learners");
+        let ok = parse(&GOOD.replace(
+            "lease_period_secs = 2",
+            "master_mode = \"forced\"\nforced_master = \"n1\"\nlearners = [\"n0\"]",
+        ))
+        .unwrap();
+        assert_eq!(ok.voters().collect::<Vec<_>>(), vec!["n1"]);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(
+            invalid_field(&GOOD.replace("lease_period_secs = 2", "lease_period_secs = 0")),
+            "cluster.lease_period_secs"
+        );
+        assert_eq!(
+            invalid_field(&GOOD.replace(
+                "client_port = 4000",
+                "client_port = 4000\nmax_value_size = 40000000"
+            )),
+            "nodes[0].max_value_size"
+        );
+        assert_eq!(
+            invalid_field(&GOOD.replace("name = \"n0\"", "name = \"n 0\"")),
+            "nodes[0].name"
+        );
+    }
+
+    #[test]
+    fn unknown_node_lists_known_names() {
+        let c = parse(GOOD).unwrap();
+        let err = c
+            .node("n9", Path::new("/etc/c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("n0, n1"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = parse(GOOD).unwrap();
+        let text = c.to_toml_string().unwrap();
+        let again = parse(&text).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn example_config_in_repo_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+        let c = ClusterConfig::load(&path).unwrap();
+        assert_eq!(c.nodes.len(), 3);
+    }
+}
