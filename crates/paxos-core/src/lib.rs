@@ -1,1 +1,26 @@
-//! paxos-core (work in progress).
+//! `paxos-core`: Rarakoon's consensus core, a pure Multi-Paxos state machine with Arakoon's
+//! master lease.
+//!
+//! The core is a plain struct driven by [`Core::step`]: the driver passes the current monotonic
+//! time, a random word and one [`Event`]; the core appends [`Effect`]s (persist, send, apply,
+//! reply, mastership changes, catch-up) that the driver executes in order. There is no I/O,
+//! clock, RNG, thread or `HashMap` iteration inside, so the same inputs give the same outputs —
+//! the deterministic simulator in `tests/` relies on that.
+//!
+//! Node identities are [`NodeId`]s: indexes into the configured node list; names live only in the
+//! driver. Client updates are opaque byte payloads; a [`Value`] is either "node X is master" or a
+//! batch of `(ProposalId, payload)`.
+//!
+//! See `README.md` for the protocol and `docs/adr/0040-*.md`..`0042-*.md` for the decisions.
+
+mod config;
+mod core;
+mod io;
+mod message;
+mod types;
+
+pub use crate::config::{Config, ConfigError, MasterMode, Role, Sabotage};
+pub use crate::core::{Core, StartError};
+pub use crate::io::{CatchUpRead, Effect, Event, NodeRole, Persist, RecoveredState, Reply, Status};
+pub use crate::message::{Message, PrepareRefusal};
+pub use crate::types::{Ballot, Index, LogEntry, NodeId, Proposal, ProposalId, Time, Value};

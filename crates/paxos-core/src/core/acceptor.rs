@@ -1,0 +1,223 @@
+//! The acceptor: answers prepares and accepts, persisting before answering, and keeps
+//! Arakoon's lease rule — it refuses to promise to another candidate while the lease it saw last
+//! (or its own start-up wait) is still running.
+//!
+//! Invariants: `promised` never decreases; an entry is accepted only in a ballot at least the
+//! promise; entries are accepted in index order (no gaps) so the log stays contiguous; every
+//! answer leaves only after the persist it depends on is durable.
+
+use super::{Core, Deferred, LeaseSeen, Phase, Slot};
+use crate::config::{MasterMode, Role};
+use crate::io::Effect;
+use crate::message::{Message, PrepareRefusal};
+use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
+
+impl Core {
+    /// Why this acceptor would not promise to `candidate` right now, if it would not.
+    pub(crate) fn lease_refusal(&self, candidate: NodeId) -> Option<PrepareRefusal> {
+        if self.is_forced_other(candidate) {
+            return Some(PrepareRefusal::LeaseActive {
+                holder: match self.cfg.mode {
+                    MasterMode::Forced(f) => Some(f),
+                    _ => None,
+                },
+            });
+        }
+        if matches!(self.cfg.mode, MasterMode::Forced(_)) {
+            // The forced master is the only candidate: no lease to protect from others.
+            return None;
+        }
+        if self.now < self.quiet_until {
+            return Some(PrepareRefusal::LeaseActive { holder: None });
+        }
+        match self.lease_seen {
+            Some(seen)
+                if seen.ballot.node != candidate
+                    && self.now < seen.at.saturating_add(self.cfg.slave_wait()) =>
+            {
+                Some(PrepareRefusal::LeaseActive {
+                    holder: Some(seen.ballot.node),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        candidate_committed: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.my_role() == Role::Learner {
+            return;
+        }
+        if ballot.node != from || self.cfg.role(from) != Some(Role::Voter) {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, "prepare from a node that may not stand ignored");
+            return;
+        }
+        self.max_round = self.max_round.max(ballot.round);
+        let refuse = |reason| Message::PrepareRefused { ballot, reason };
+        if ballot < self.promised {
+            out.push(Effect::Send {
+                to: from,
+                msg: refuse(PrepareRefusal::Promised(self.promised)),
+            });
+            return;
+        }
+        if let Some(reason) = self.lease_refusal(from) {
+            out.push(Effect::Send {
+                to: from,
+                msg: refuse(reason),
+            });
+            return;
+        }
+        if candidate_committed < self.committed {
+            out.push(Effect::Send {
+                to: from,
+                msg: refuse(PrepareRefusal::Behind {
+                    committed: self.committed,
+                }),
+            });
+            return;
+        }
+        let ticket = if ballot > self.promised {
+            self.promised = ballot;
+            self.leave_office_for(ballot, out);
+            self.persist(Some(ballot), Vec::new(), out)
+        } else {
+            // A retransmitted prepare for the ballot already promised: promise again.
+            self.last_ticket()
+        };
+        let entries = self
+            .log
+            .iter()
+            .enumerate()
+            .map(|(i, s)| LogEntry {
+                index: self.committed + 1 + i as u64,
+                ballot: s.ballot,
+                value: s.value.clone(),
+            })
+            .filter(|e| e.index > candidate_committed)
+            .collect();
+        self.after_durable(
+            ticket,
+            Deferred::Send(from, Message::Promise { ballot, entries }),
+            out,
+        );
+    }
+
+    /// A higher ballot was promised or accepted: a candidate or master of a lower one steps down.
+    pub(crate) fn leave_office_for(&mut self, ballot: Ballot, out: &mut Vec<Effect>) {
+        let lower = match &self.phase {
+            Phase::Follower => false,
+            Phase::Candidate(c) => c.ballot < ballot,
+            Phase::Master(m) => m.ballot < ballot,
+        };
+        if lower {
+            self.step_down(out);
+        }
+    }
+
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        index: Index,
+        value: Value,
+        master_committed: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if ballot.node != from || self.cfg.role(from) != Some(Role::Voter) || index == 0 {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, index, "malformed accept ignored");
+            return;
+        }
+        if !self.value_within_bounds(&value) {
+            tracing::warn!(me = %self.cfg.me, peer = %from, index, "accept with a value outside the batch bounds ignored");
+            return;
+        }
+        self.max_round = self.max_round.max(ballot.round);
+        let learner = self.my_role() == Role::Learner;
+        if ballot < self.promised {
+            if !learner {
+                out.push(Effect::Send {
+                    to: from,
+                    msg: Message::AcceptRefused {
+                        ballot,
+                        promised: self.promised,
+                    },
+                });
+            }
+            return;
+        }
+        if index > self.last_index() + 1
+            || self.log.len() >= self.log_bound() && index > self.last_index()
+        {
+            // A gap (we missed entries) or too far ahead: fetch committed entries first.
+            self.note_commit_hint(from, master_committed);
+            self.request_catch_up(from, out);
+            return;
+        }
+        let raised = ballot > self.promised;
+        if raised {
+            self.promised = ballot;
+            self.leave_office_for(ballot, out);
+        }
+        // This accept renews the lease of the ballot's owner in our eyes.
+        self.lease_seen = Some(LeaseSeen {
+            ballot,
+            at: self.now,
+        });
+        self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
+        if ballot.node != self.cfg.me {
+            self.known_master = Some(ballot.node);
+        }
+        let ticket = if index <= self.committed {
+            // Already chosen here; the master re-proposes the same chosen value.
+            self.last_ticket()
+        } else if let Some(slot) = self.slot(index).filter(|s| s.ballot == ballot) {
+            slot.ticket
+        } else {
+            let entry = LogEntry {
+                index,
+                ballot,
+                value: value.clone(),
+            };
+            let ticket = self.persist(raised.then_some(ballot), vec![entry], out);
+            let slot = Slot {
+                ballot,
+                value,
+                ticket,
+                mine: false,
+                acks: 0,
+                first_sent: 0,
+                last_sent: 0,
+            };
+            if let Some(existing) = self.slot_mut(index) {
+                *existing = slot;
+            } else {
+                self.log.push_back(slot);
+            }
+            ticket
+        };
+        if !learner {
+            self.after_durable(
+                ticket,
+                Deferred::Send(from, Message::Accepted { ballot, index }),
+                out,
+            );
+        }
+        self.learn_commit(from, ballot, master_committed, out);
+    }
+
+    pub(crate) fn on_lease_released(&mut self, ballot: Ballot) {
+        if self.lease_seen.is_some_and(|seen| seen.ballot == ballot) {
+            self.lease_seen = None;
+            self.next_stand_at = self.now + self.stand_delay();
+            if self.known_master == Some(ballot.node) {
+                self.known_master = None;
+            }
+        }
+    }
+}

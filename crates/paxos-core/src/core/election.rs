@@ -1,0 +1,264 @@
+//! Timers and elections: when a follower may stand, phase 1 as a candidate, and taking office.
+//!
+//! Invariants: a node stands only as a voter in elected mode (or as the forced master), never
+//! during its start-up wait, its drop-master pause, or while the lease it saw last runs; a new
+//! ballot is always above every round seen; taking office re-proposes, in the new ballot, the
+//! highest-ballot value reported for every index above the candidate's committed index, then the
+//! candidate's own `Master` value.
+
+use super::{Candidacy, Core, Deferred, Mastership, Phase, Slot};
+use crate::config::{MasterMode, Role};
+use crate::io::Effect;
+use crate::message::{Message, PrepareRefusal};
+use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
+
+impl Core {
+    pub(crate) fn tick(&mut self, out: &mut Vec<Effect>) {
+        if let Some((_, sent)) = self.catch_up
+            && self.now >= sent.saturating_add(self.cfg.retransmit_interval)
+        {
+            self.catch_up = None;
+        }
+        if self.commit_hint.0 > self.committed
+            && let Some(peer) = self.commit_hint.1
+        {
+            self.request_catch_up(peer, out);
+        }
+        match &self.phase {
+            Phase::Follower => {
+                if self.may_stand() {
+                    self.stand(out);
+                }
+            }
+            Phase::Candidate(_) => self.candidate_tick(out),
+            Phase::Master(_) => self.master_tick(out),
+        }
+    }
+
+    fn may_stand(&self) -> bool {
+        let eligible = match self.cfg.mode {
+            MasterMode::Elected => self.my_role() == Role::Voter,
+            MasterMode::ReadOnly => false,
+            MasterMode::Forced(f) => f == self.cfg.me,
+        };
+        let lease_over = matches!(self.cfg.mode, MasterMode::Forced(_))
+            || self
+                .lease_seen
+                .is_none_or(|s| self.now >= s.at.saturating_add(self.cfg.slave_wait()));
+        eligible
+            && lease_over
+            && !self.snapshot_pending
+            && self.now >= self.quiet_until
+            && self.now >= self.no_stand_until
+            && self.now >= self.next_stand_at
+    }
+
+    /// Starts phase 1 with a ballot above every round seen.
+    fn stand(&mut self, out: &mut Vec<Effect>) {
+        self.max_round = self.max_round.max(self.promised.round) + 1;
+        let ballot = Ballot {
+            round: self.max_round,
+            node: self.cfg.me,
+        };
+        tracing::debug!(me = %self.cfg.me, %ballot, committed = self.committed, "standing for master");
+        self.promised = ballot;
+        self.phase = Phase::Candidate(Candidacy {
+            ballot,
+            promises: 0,
+            base: self.committed,
+            found: Vec::new(),
+            started: self.now,
+            last_sent: self.now,
+        });
+        let ticket = self.persist(Some(ballot), Vec::new(), out);
+        out.push(Effect::Broadcast(Message::Prepare {
+            ballot,
+            committed: self.committed,
+        }));
+        self.after_durable(ticket, Deferred::SelfPromised { ballot }, out);
+    }
+
+    fn candidate_tick(&mut self, out: &mut Vec<Effect>) {
+        let Phase::Candidate(c) = &mut self.phase else {
+            return;
+        };
+        if self.now >= c.started.saturating_add(self.cfg.slave_wait()) {
+            tracing::debug!(me = %self.cfg.me, ballot = %c.ballot, "election timed out");
+            self.phase = Phase::Follower;
+            self.next_stand_at = self.now + self.stand_delay();
+            return;
+        }
+        if self.now >= c.last_sent.saturating_add(self.cfg.retransmit_interval) {
+            c.last_sent = self.now;
+            out.push(Effect::Broadcast(Message::Prepare {
+                ballot: c.ballot,
+                committed: c.base,
+            }));
+        }
+    }
+
+    pub(crate) fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        entries: Vec<LogEntry>,
+        out: &mut Vec<Effect>,
+    ) {
+        if !matches!(self.cfg.role(from), Some(Role::Voter | Role::Witness)) {
+            return;
+        }
+        let mut previous = 0;
+        for e in &entries {
+            if e.index <= previous || e.ballot >= ballot || !self.value_within_bounds(&e.value) {
+                tracing::warn!(me = %self.cfg.me, peer = %from, index = e.index, "promise with an invalid entry ignored");
+                return;
+            }
+            previous = e.index;
+        }
+        if entries.len() > self.log_bound() {
+            tracing::warn!(me = %self.cfg.me, peer = %from, "promise with too many entries ignored");
+            return;
+        }
+        self.record_promise(from, ballot, entries, out);
+    }
+
+    /// Counts a promise (own ones arrive here once durable) and takes office on a quorum.
+    pub(crate) fn record_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        entries: Vec<LogEntry>,
+        out: &mut Vec<Effect>,
+    ) {
+        let own_entries: Vec<(Index, Ballot, Value)> = if from == self.cfg.me {
+            self.log
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (self.committed + 1 + i as u64, s.ballot, s.value.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let Phase::Candidate(c) = &mut self.phase else {
+            return;
+        };
+        if c.ballot != ballot || c.promises & (1 << from.index()) != 0 {
+            return;
+        }
+        c.promises |= 1 << from.index();
+        let reported = own_entries
+            .into_iter()
+            .chain(entries.into_iter().map(|e| (e.index, e.ballot, e.value)));
+        for (index, b, value) in reported {
+            if index <= c.base {
+                continue;
+            }
+            let offset = (index - c.base - 1) as usize;
+            if c.found.len() <= offset {
+                c.found.resize(offset + 1, None);
+            }
+            let keep = c.found[offset].as_ref().is_none_or(|(old, _)| b > *old);
+            if keep {
+                c.found[offset] = Some((b, value));
+            }
+        }
+        if (c.promises & self.voter_mask).count_ones() as usize >= self.quorum {
+            self.take_office(out);
+        }
+    }
+
+    /// Phase 1 succeeded: re-propose what may have been chosen, then our own `Master` value.
+    fn take_office(&mut self, out: &mut Vec<Effect>) {
+        let Phase::Candidate(c) = std::mem::replace(&mut self.phase, Phase::Follower) else {
+            return;
+        };
+        if c.base != self.committed {
+            // Committed more (catch-up) while standing; the reports may be stale: stand again.
+            self.next_stand_at = self.now;
+            return;
+        }
+        let ballot = c.ballot;
+        let mut values: Vec<Value> = Vec::with_capacity(c.found.len() + 1);
+        for found in c.found {
+            match found {
+                Some((_, v)) => values.push(v),
+                // Cannot happen (acceptor logs are contiguous); stop before a hole to stay safe.
+                None => break,
+            }
+        }
+        values.push(Value::Master { node: self.cfg.me });
+        tracing::debug!(me = %self.cfg.me, %ballot, reproposed = values.len() - 1, "elected, establishing term");
+        let first = self.committed + 1;
+        let entries: Vec<LogEntry> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| LogEntry {
+                index: first + i as u64,
+                ballot,
+                value: v.clone(),
+            })
+            .collect();
+        let establishing_index = first + values.len() as u64 - 1;
+        let ticket = self.persist(None, entries, out);
+        self.log.clear();
+        for value in values {
+            self.log.push_back(Slot {
+                ballot,
+                value,
+                ticket,
+                mine: false,
+                acks: 0,
+                first_sent: self.now,
+                last_sent: self.now,
+            });
+        }
+        self.phase = Phase::Master(Mastership {
+            ballot,
+            established: false,
+            elected_at: self.now,
+            establishing_index,
+            lease_start: None,
+            last_proposed: self.now,
+            match_index: vec![0; self.cfg.nodes.len()],
+        });
+        for index in first..=establishing_index {
+            self.send_accept(index, out);
+            self.self_accept_after(ticket, ballot, index, out);
+        }
+    }
+
+    pub(crate) fn on_prepare_refused(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        reason: PrepareRefusal,
+        out: &mut Vec<Effect>,
+    ) {
+        let Phase::Candidate(c) = &self.phase else {
+            return;
+        };
+        if c.ballot != ballot {
+            return;
+        }
+        match reason {
+            PrepareRefusal::Promised(higher) => {
+                if higher > ballot {
+                    self.max_round = self.max_round.max(higher.round);
+                    self.phase = Phase::Follower;
+                    self.next_stand_at = self.now + self.stand_delay();
+                }
+            }
+            PrepareRefusal::LeaseActive { .. } => {
+                // Others may still promise; the candidacy times out otherwise.
+            }
+            PrepareRefusal::Behind { committed } => {
+                if committed > self.committed {
+                    self.phase = Phase::Follower;
+                    self.note_commit_hint(from, committed);
+                    self.request_catch_up(from, out);
+                    self.next_stand_at = self.now + self.cfg.retransmit_interval;
+                }
+            }
+        }
+    }
+}

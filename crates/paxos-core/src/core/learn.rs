@@ -1,0 +1,200 @@
+//! Learning what is chosen: committing and applying in index order, and catching up from a
+//! peer (entries, or its head snapshot when it pruned them).
+//!
+//! Invariants: `committed` only grows; a follower commits its own entry at index `i` only when
+//! the master of the entry's very ballot says `i` is committed (that ballot proposed exactly
+//! one value at `i`); anything else is fetched as committed values from a peer. Catch-up
+//! answers are served from the driver's log (`Effect::ServeCatchUp`), never from memory.
+
+use super::Core;
+use crate::config::Role;
+use crate::io::{CatchUpRead, Effect, Reply};
+use crate::message::Message;
+use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
+
+impl Core {
+    /// Commits the front slot and emits its apply and replies.
+    pub(crate) fn commit_front(&mut self, out: &mut Vec<Effect>) {
+        let Some(slot) = self.log.pop_front() else {
+            return;
+        };
+        self.committed += 1;
+        self.emit_committed(self.committed, slot.value, slot.mine, out);
+    }
+
+    fn emit_committed(&mut self, index: Index, value: Value, mine: bool, out: &mut Vec<Effect>) {
+        if mine && let Value::Batch(items) = &value {
+            for p in items {
+                out.push(Effect::Reply {
+                    id: p.id,
+                    reply: Reply::Committed { index },
+                });
+            }
+        }
+        if let Value::Master { node } = value {
+            self.known_master = Some(node);
+        }
+        if self.my_role() != Role::Witness {
+            out.push(Effect::Apply { index, value });
+        }
+    }
+
+    pub(crate) fn note_commit_hint(&mut self, from: NodeId, committed: Index) {
+        if committed > self.commit_hint.0 {
+            self.commit_hint = (committed, Some(from));
+        }
+    }
+
+    /// A master (of `ballot`) says everything up to `master_committed` is chosen.
+    pub(crate) fn learn_commit(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        master_committed: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if ballot.node != from {
+            return;
+        }
+        self.note_commit_hint(from, master_committed);
+        while self.committed < master_committed {
+            match self.log.front() {
+                Some(slot) if slot.ballot == ballot => self.commit_front(out),
+                _ => break,
+            }
+        }
+        if self.committed < master_committed {
+            self.request_catch_up(from, out);
+        }
+    }
+
+    /// Asks `peer` for committed entries after ours, unless a request is outstanding.
+    pub(crate) fn request_catch_up(&mut self, peer: NodeId, out: &mut Vec<Effect>) {
+        if self.catch_up.is_some() || self.snapshot_pending {
+            return;
+        }
+        self.catch_up = Some((peer, self.now));
+        out.push(Effect::Send {
+            to: peer,
+            msg: Message::CatchUpRequest {
+                from: self.committed + 1,
+            },
+        });
+    }
+
+    pub(crate) fn on_catch_up_request(&mut self, peer: NodeId, from: Index, out: &mut Vec<Effect>) {
+        if from == 0 || from > self.committed {
+            return;
+        }
+        let up_to = self
+            .committed
+            .min(from.saturating_add(self.cfg.max_catch_up_entries - 1));
+        out.push(Effect::ServeCatchUp { peer, from, up_to });
+    }
+
+    pub(crate) fn on_catch_up_read(
+        &mut self,
+        peer: NodeId,
+        from: Index,
+        read: CatchUpRead,
+        out: &mut Vec<Effect>,
+    ) {
+        let msg = match read {
+            CatchUpRead::Values(mut values) => {
+                values
+                    .truncate(usize::try_from(self.cfg.max_catch_up_entries).unwrap_or(usize::MAX));
+                Message::CatchUpEntries {
+                    first: from,
+                    values,
+                    committed: self.committed,
+                }
+            }
+            CatchUpRead::Pruned { snapshot_index } => Message::CatchUpPruned { snapshot_index },
+        };
+        out.push(Effect::Send { to: peer, msg });
+    }
+
+    pub(crate) fn on_catch_up_entries(
+        &mut self,
+        from: NodeId,
+        first: Index,
+        values: Vec<Value>,
+        peer_committed: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.catch_up.is_some_and(|(p, _)| p == from) {
+            self.catch_up = None;
+        }
+        let count = values.len() as u64;
+        if first == 0
+            || count > self.cfg.max_catch_up_entries
+            || first.saturating_add(count).saturating_sub(1) > peer_committed
+            || !values.iter().all(|v| self.value_within_bounds(v))
+        {
+            tracing::warn!(me = %self.cfg.me, peer = %from, first, count, "invalid catch-up answer ignored");
+            return;
+        }
+        if matches!(self.phase, super::Phase::Master(_)) {
+            // A master is never behind a quorum; it does not take entries from elsewhere.
+            return;
+        }
+        self.note_commit_hint(from, peer_committed);
+        let mut fresh = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            let index = first + i as u64;
+            if index != self.committed + 1 {
+                continue;
+            }
+            self.log.pop_front();
+            self.committed = index;
+            fresh.push(LogEntry {
+                index,
+                ballot: Ballot::ZERO,
+                value: value.clone(),
+            });
+            self.emit_committed(index, value, false, out);
+        }
+        if !fresh.is_empty() {
+            self.persist(None, fresh, out);
+        }
+        if self.committed < self.commit_hint.0
+            && let Some(peer) = self.commit_hint.1
+        {
+            self.request_catch_up(peer, out);
+        }
+    }
+
+    pub(crate) fn on_catch_up_pruned(
+        &mut self,
+        from: NodeId,
+        snapshot_index: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.catch_up.is_some_and(|(p, _)| p == from) {
+            self.catch_up = None;
+        }
+        if snapshot_index > self.committed
+            && !self.snapshot_pending
+            && !matches!(self.phase, super::Phase::Master(_))
+        {
+            self.snapshot_pending = true;
+            out.push(Effect::FetchSnapshot { peer: from });
+        }
+    }
+
+    pub(crate) fn on_snapshot_installed(&mut self, index: Index, out: &mut Vec<Effect>) {
+        self.snapshot_pending = false;
+        if index <= self.committed || matches!(self.phase, super::Phase::Master(_)) {
+            return;
+        }
+        let drop = usize::try_from(index - self.committed).unwrap_or(usize::MAX);
+        self.log.drain(..drop.min(self.log.len()));
+        self.committed = index;
+        self.persist(None, Vec::new(), out);
+        if self.committed < self.commit_hint.0
+            && let Some(peer) = self.commit_hint.1
+        {
+            self.request_catch_up(peer, out);
+        }
+    }
+}
