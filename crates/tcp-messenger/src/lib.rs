@@ -1,1 +1,31 @@
-//! tcp-messenger (work in progress).
+//! Node-to-node messaging over TCP, generic over the message type.
+//!
+//! A [`Messenger`] keeps one outgoing connection per configured peer, each fed by its own
+//! [`leaky_buffer`] queue and reconnected through a [`connection_fsm::ConnectionFsm`]
+//! (exponential backoff with jitter). It accepts incoming connections from peers, checks their
+//! handshake (cluster id, node name, protocol version), validates every frame with
+//! [`wire_codec`], and delivers messages on one [`Inbox`] tagged with the sender's name.
+//!
+//! What the consensus core can rely on:
+//! - [`Messenger::send`] and [`Messenger::broadcast`] never block and never await: a slow or dead
+//!   peer costs a dropped (and counted) message, never a stalled core;
+//! - messages on one link arrive in the order they were sent, or not at all;
+//! - a stranger's bytes never crash the node: bad handshakes and bad frames close only that
+//!   connection, with a log line naming the peer.
+//!
+//! Links are one-directional: A's messages to B travel on the connection A opened to B, and B's
+//! replies on the one B opened to A.
+
+mod config;
+mod counters;
+mod handshake;
+mod incoming;
+mod messenger;
+mod outgoing;
+
+pub use config::{MessengerConfig, PROTOCOL_VERSION};
+pub use connection_fsm::BackoffConfig;
+pub use counters::{Counters, PeerCounters};
+pub use handshake::{Hello, HelloReply};
+pub use messenger::{Inbox, Incoming, Messenger, SendError, StartError};
+pub use wire_codec::{Frame, WireMessage};

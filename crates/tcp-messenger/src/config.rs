@@ -1,0 +1,58 @@
+//! Messenger configuration: who we are, who our peers are, and the bounds on queues and frames.
+
+use connection_fsm::BackoffConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// The node-to-node protocol version spoken by this build. Bump it whenever the handshake, the
+/// framing, or the rkyv format (see wire-codec's golden test) changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Everything a [`Messenger`](crate::Messenger) needs.
+#[derive(Debug, Clone)]
+pub struct MessengerConfig {
+    /// Our node name, sent in every handshake.
+    pub node_name: String,
+    /// The cluster id; a peer from another cluster is refused.
+    pub cluster_id: String,
+    /// Where to listen for peers (ignored by `start_with_listener`).
+    pub listen: SocketAddr,
+    /// Peer name -> addresses to try in turn. Our own name, if present, is ignored.
+    pub peers: BTreeMap<String, Vec<SocketAddr>>,
+    /// Bound of each outgoing queue (messages); the newest message is dropped beyond it.
+    pub queue_capacity: usize,
+    /// Bound of the inbox (messages); readers wait (TCP pushes back) when it is full.
+    pub inbox_capacity: usize,
+    /// Largest accepted frame payload, in bytes, both ways.
+    pub max_frame: u32,
+    /// Most queued messages written in one batch (one write call per batch).
+    pub batch_limit: usize,
+    /// Reconnection backoff and connect/handshake timeouts.
+    pub backoff: BackoffConfig,
+    /// Protocol version to announce and require (normally [`PROTOCOL_VERSION`]).
+    pub protocol_version: u32,
+}
+
+impl MessengerConfig {
+    /// A configuration with default bounds: queues of 4096 messages, 16 MiB frames, batches of
+    /// up to 256 messages, default backoff.
+    pub fn new(
+        node_name: impl Into<String>,
+        cluster_id: impl Into<String>,
+        listen: SocketAddr,
+        peers: BTreeMap<String, Vec<SocketAddr>>,
+    ) -> Self {
+        MessengerConfig {
+            node_name: node_name.into(),
+            cluster_id: cluster_id.into(),
+            listen,
+            peers,
+            queue_capacity: 4096,
+            inbox_capacity: 4096,
+            max_frame: wire_codec::DEFAULT_MAX_FRAME,
+            batch_limit: 256,
+            backoff: BackoffConfig::default(),
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
+}
