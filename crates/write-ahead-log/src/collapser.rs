@@ -1,0 +1,190 @@
+//! The Collapser keeps the log short: snapshot the store, archive, prune. Also start-up.
+//!
+//! `run_once` does nothing until the log has grown more than `threshold_entries` past the last
+//! head snapshot. Then, in this order, each step durable before the next starts:
+//! 1. write a new head snapshot of the store (temp, fsync, rename, fsync dir);
+//! 2. archive completed segments (zstd, each atomically, then the raw one removed);
+//! 3. prune the oldest segments wholly covered by the snapshot, one durable removal at a time,
+//!    keeping at least `segments_to_keep`.
+//!
+//! A crash between any two steps (or inside one) leaves either the old snapshot with the full
+//! log, or the new snapshot with a log that still reaches past it; [`recover`] starts from
+//! either. Running it again simply continues the work.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::WalConfig;
+use crate::error::{Result, WalError};
+use crate::fs::FileSystem;
+use crate::snapshot::{self, PairSink, SnapshotConfig, SnapshotInfo, SnapshotSource};
+use crate::wal::Wal;
+
+/// When to collapse and what to keep.
+#[derive(Debug, Clone)]
+pub struct CollapserConfig {
+    /// Collapse when the log holds more than this many entries past the last snapshot.
+    pub threshold_entries: u64,
+    /// Never prune below this many segments (at least one is always kept).
+    pub segments_to_keep: usize,
+    /// Snapshot chunk sizes and limits.
+    pub snapshot: SnapshotConfig,
+}
+
+impl Default for CollapserConfig {
+    fn default() -> Self {
+        CollapserConfig {
+            threshold_entries: 100_000,
+            segments_to_keep: 4,
+            snapshot: SnapshotConfig::default(),
+        }
+    }
+}
+
+/// What one `run_once` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollapseOutcome {
+    /// Below the threshold (or the store has not advanced): nothing was written.
+    NotNeeded {
+        /// Entries in the log past the last snapshot.
+        entries_since_snapshot: u64,
+    },
+    /// A new head snapshot was written, then segments archived and pruned.
+    Collapsed {
+        /// The new snapshot.
+        snapshot: SnapshotInfo,
+        /// Segments compressed into archives.
+        archived: usize,
+        /// Segments removed.
+        pruned: usize,
+    },
+}
+
+/// Writes head snapshots and archives/prunes segments. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Collapser {
+    config: CollapserConfig,
+}
+
+impl Collapser {
+    /// A collapser with these settings.
+    pub fn new(config: CollapserConfig) -> Self {
+        Collapser { config }
+    }
+
+    /// Checks the threshold and, if crossed, snapshots `store`, archives and prunes `wal`.
+    /// `store.applied_index()` must be a committed index whose entries are durable in `wal`.
+    pub fn run_once(
+        &mut self,
+        wal: &mut Wal,
+        store: &dyn SnapshotSource,
+    ) -> Result<CollapseOutcome> {
+        self.run(wal, store, false)
+    }
+
+    /// Collapses now regardless of the threshold (Arakoon's admin "collapse tlogs"), as long
+    /// as the store is ahead of the last snapshot.
+    pub fn force(&mut self, wal: &mut Wal, store: &dyn SnapshotSource) -> Result<CollapseOutcome> {
+        self.run(wal, store, true)
+    }
+
+    fn run(
+        &mut self,
+        wal: &mut Wal,
+        store: &dyn SnapshotSource,
+        force: bool,
+    ) -> Result<CollapseOutcome> {
+        let fs = Arc::clone(wal.fs());
+        let dir = wal.dir().to_path_buf();
+        let last_snapshot =
+            snapshot::read_snapshot_index(fs.as_ref(), &snapshot::head_snapshot_path(&dir))?;
+        let Some(last) = wal.last_index() else {
+            return Ok(CollapseOutcome::NotNeeded {
+                entries_since_snapshot: 0,
+            });
+        };
+        let covered = match (last_snapshot, wal.first_index()) {
+            (Some(snapshot), _) => snapshot,
+            (None, Some(first)) => first - 1,
+            (None, None) => 0,
+        };
+        let entries_since_snapshot = last.saturating_sub(covered);
+        let applied = store.applied_index();
+        let store_advanced = last_snapshot.is_none_or(|snapshot| applied > snapshot);
+        if !store_advanced || (!force && entries_since_snapshot <= self.config.threshold_entries) {
+            return Ok(CollapseOutcome::NotNeeded {
+                entries_since_snapshot,
+            });
+        }
+        let snapshot = snapshot::write_snapshot(fs.as_ref(), &dir, store, &self.config.snapshot)?;
+        let archived = wal.archive_completed_segments()?;
+        let pruned = wal.prune(snapshot.index, self.config.segments_to_keep)?;
+        tracing::info!(
+            index = snapshot.index,
+            archived,
+            pruned,
+            "collapsed write-ahead log"
+        );
+        Ok(CollapseOutcome::Collapsed {
+            snapshot,
+            archived,
+            pruned,
+        })
+    }
+}
+
+/// What [`recover`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The opened log; replay `snapshot index + 1 ..= wal.last_index()` into the store.
+    pub wal: Wal,
+    /// The head snapshot that was loaded, if any.
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// Start-up: loads the head snapshot (if any) into `sink`, opens the log, and makes the two
+/// agree. The caller then replays the log entries after the snapshot index.
+///
+/// If the log ends before the snapshot (a snapshot received from a peer was installed but the
+/// log not yet reset when the node stopped), the log is reset to restart after the snapshot.
+/// If the log starts after `snapshot + 1`, entries are missing and that is an error.
+pub fn recover(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    wal_config: WalConfig,
+    snapshot_config: &SnapshotConfig,
+    sink: &mut PairSink<'_>,
+) -> Result<Recovered> {
+    // Open the log first: it also removes a half-written snapshot temp file.
+    let mut wal = Wal::open(Arc::clone(&fs), dir, wal_config)?;
+    let path = snapshot::head_snapshot_path(dir);
+    let snapshot = if fs.exists(&path).map_err(WalError::io("check", &path))? {
+        Some(snapshot::load_snapshot(
+            fs.as_ref(),
+            &path,
+            snapshot_config,
+            sink,
+        )?)
+    } else {
+        None
+    };
+    if let Some(info) = snapshot {
+        match wal.next_index() {
+            Some(next) if next > info.index => {
+                let start = wal
+                    .segment_starts()
+                    .first()
+                    .map_or(next, |&(first, _)| first);
+                if start > info.index + 1 {
+                    return Err(WalError::Gap {
+                        path: wal.dir().to_path_buf(),
+                        expected: info.index + 1,
+                        found: start,
+                    });
+                }
+            }
+            _ => wal.reset_after_snapshot(info.index)?,
+        }
+    }
+    Ok(Recovered { wal, snapshot })
+}
