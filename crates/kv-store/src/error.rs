@@ -206,3 +206,94 @@ impl fmt::Display for OcamlQuoted<'_> {
         f.write_str("\"")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn ocaml_quoting_matches_string_escaped() {
+        assert_eq!(ocaml_quoted(b"plain name").to_string(), "\"plain name\"");
+        assert_eq!(ocaml_quoted(b"a\"b\\c").to_string(), "\"a\\\"b\\\\c\"");
+        assert_eq!(ocaml_quoted(b"\n\t\r\x08").to_string(), "\"\\n\\t\\r\\b\"");
+        assert_eq!(
+            ocaml_quoted(b"\x00\x7f\xff").to_string(),
+            "\"\\000\\127\\255\""
+        );
+    }
+
+    #[test]
+    fn unknown_user_function_message_and_code() {
+        let error = StoreError::UserFunctionNotFound {
+            name: Bytes::from_static(b"my_fn"),
+        };
+        assert_eq!(
+            error.to_string(),
+            "User function \"my_fn\" could not be found"
+        );
+        assert_eq!(error.arakoon_code(), 0x26);
+        assert_eq!(
+            &*error.wire_message(),
+            b"User function \"my_fn\" could not be found"
+        );
+    }
+
+    #[test]
+    fn key_messages_are_the_raw_key() {
+        let key = Bytes::from_static(b"k\xff\x00");
+        let missing = StoreError::KeyNotFound { key: key.clone() };
+        assert_eq!(missing.arakoon_code(), 0x05);
+        assert_eq!(&*missing.wire_message(), b"k\xff\x00");
+        assert_eq!(missing.to_string(), "k\u{fffd}\u{0}");
+        let failed = StoreError::AssertionFailed { key };
+        assert_eq!(failed.arakoon_code(), 0x07);
+        assert_eq!(&*failed.wire_message(), b"k\xff\x00");
+        assert_eq!(StoreError::NotFound.to_string(), "Not_found");
+        assert_eq!(&*StoreError::NotFound.wire_message(), b"Not_found");
+        assert_eq!(StoreError::NotFound.arakoon_code(), 0x05);
+    }
+
+    #[test]
+    fn assert_range_message_is_arakoons() {
+        let error = StoreError::AssertRangeFailed {
+            expected: vec![Bytes::from_static(b"p1"), Bytes::from_static(b"p2")],
+            actual: vec![Bytes::from_static(b"p1"), Bytes::from_static(b"p3")],
+        };
+        assert_eq!(error.arakoon_code(), 0x07);
+        assert_eq!(
+            error.to_string(),
+            "ContainsExactly [ \"p1; p2\" ] actual: p1,p3"
+        );
+        assert_eq!(
+            &*error.wire_message(),
+            b"ContainsExactly [ \"p1; p2\" ] actual: p1,p3"
+        );
+        let empty = StoreError::AssertRangeFailed {
+            expected: vec![],
+            actual: vec![],
+        };
+        assert_eq!(empty.to_string(), "ContainsExactly [ \"\" ] actual: ");
+    }
+
+    #[test]
+    fn other_codes() {
+        let failed = StoreError::UserFunctionFailed {
+            name: Bytes::from_static(b"f"),
+            message: "boom".into(),
+        };
+        assert_eq!(failed.arakoon_code(), 0x81);
+        assert_eq!(failed.to_string(), "boom");
+        assert_eq!(
+            StoreError::SequenceTooDeep { limit: 3 }.arakoon_code(),
+            0x26
+        );
+        let stale = StaleIndex {
+            index: 4,
+            applied: 7,
+        };
+        assert!(stale.to_string().contains("log index 4"));
+        assert!(stale.to_string().contains("applied index 7"));
+    }
+}

@@ -162,3 +162,52 @@ pub(crate) fn multi_get_option<K: AsRef<[u8]>>(map: &Map, keys: &[K]) -> Vec<Opt
         .map(|key| map.get(key.as_ref()).cloned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn negative_max_is_unlimited_and_zero_is_nothing() {
+        assert_eq!(limit(-1), usize::MAX);
+        assert_eq!(limit(i32::MIN), usize::MAX);
+        assert_eq!(limit(0), 0);
+        assert_eq!(limit(7), 7);
+    }
+
+    #[test]
+    fn inverted_or_empty_ranges_have_no_bounds() {
+        let range = |first: &'static [u8], finc, last: &'static [u8], linc| KeyRange {
+            first: Some(first),
+            first_inclusive: finc,
+            last: Some(last),
+            last_inclusive: linc,
+        };
+        assert!(range(b"b", true, b"a", true).bounds().is_none());
+        assert!(range(b"a", false, b"a", false).bounds().is_none());
+        assert!(range(b"a", true, b"a", false).bounds().is_none());
+        assert!(range(b"a", false, b"a", true).bounds().is_none());
+        assert!(range(b"a", true, b"a", true).bounds().is_some());
+        assert!(range(b"a", false, b"b", false).bounds().is_some());
+    }
+
+    #[test]
+    fn missing_first_is_the_empty_key() {
+        let no_first = KeyRange {
+            first: None,
+            first_inclusive: false,
+            last: None,
+            last_inclusive: true,
+        };
+        assert_eq!(
+            no_first.bounds(),
+            Some((Bound::Excluded(&b""[..]), Bound::Unbounded))
+        );
+        assert_eq!(
+            KeyRange::all().bounds(),
+            Some((Bound::Included(&b""[..]), Bound::Unbounded))
+        );
+    }
+}

@@ -189,3 +189,79 @@ impl Drop for Transaction<'_> {
         self.roll_back();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn payload(data: &Data) -> u64 {
+        data.map
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+
+    #[test]
+    fn dropping_an_uncommitted_transaction_rolls_back_in_reverse() {
+        let mut data = Data::default();
+        let mut undo = Vec::new();
+        {
+            let mut tx = Transaction::new(&mut data, &mut undo, false);
+            tx.set(b"keep", b"1");
+            tx.set(b"gone", b"x");
+            tx.commit();
+        }
+        let before = data.map.clone();
+        {
+            let mut tx = Transaction::new(&mut data, &mut undo, true);
+            tx.set(b"new", b"a");
+            tx.set(b"new", b"bb");
+            tx.set(b"keep", b"2");
+            tx.delete(b"gone").unwrap();
+            tx.set(b"gone", b"again");
+            assert_eq!(tx.delete_prefix(b""), 3);
+            tx.set(b"keep", b"3");
+        }
+        assert_eq!(data.map, before);
+        assert_eq!(data.payload_bytes, payload(&data));
+        assert!(undo.is_empty());
+    }
+
+    #[test]
+    fn committed_writes_stay_and_bytes_are_counted() {
+        let mut data = Data::default();
+        let mut undo = Vec::new();
+        let mut tx = Transaction::new(&mut data, &mut undo, true);
+        assert_eq!(tx.set(b"k", b"v1"), None);
+        assert_eq!(tx.set(b"k", b"value2").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(tx.put(b"j", None), None);
+        assert_eq!(tx.put(b"j", Some(b"w")), None);
+        assert_eq!(
+            tx.delete(b"missing"),
+            Err(StoreError::KeyNotFound {
+                key: Bytes::from_static(b"missing")
+            })
+        );
+        tx.commit();
+        assert!(undo.is_empty());
+        assert_eq!(data.map.len(), 2);
+        assert_eq!(data.payload_bytes, payload(&data));
+        assert_eq!(data.payload_bytes, 1 + 6 + 1 + 1);
+    }
+
+    #[test]
+    fn stored_values_do_not_pin_the_callers_buffer() {
+        let mut data = Data::default();
+        let mut undo = Vec::new();
+        let frame = Bytes::from(vec![7u8; 4096]);
+        let mut tx = Transaction::new(&mut data, &mut undo, false);
+        tx.set(&frame[..4], &frame[4..8]);
+        tx.commit();
+        let (key, value) = data.map.iter().next().unwrap();
+        // The store holds its own copies: a 4-byte slice, not a view into the 4 KiB frame.
+        assert_ne!(key.as_ptr(), frame.as_ptr());
+        assert_ne!(value.as_ptr(), frame[4..].as_ptr());
+    }
+}
