@@ -7,8 +7,7 @@ use bytes::{Bytes, BytesMut};
 use rarakoon_client::{
     ClientCfg, ClientCodec, Consistency, ErrorCode, ErrorReply, Interval, Limits, NamedValue,
     NodeAddress, NurseryCfg, Opcode, Prologue, ProtocolError, RangeAssertion, RangeQuery, Reply,
-    Request, Response, Routing, ServerCodec, ServerFrame, Update, Value, VersionInfo,
-    encode_reply,
+    Request, Response, Routing, ServerCodec, ServerFrame, Update, Value, VersionInfo, encode_reply,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -73,9 +72,9 @@ fn placeholder(opcode: Opcode) -> Request {
         Opcode::Sequence | Opcode::SyncedSequence => {
             wire.extend_from_slice(&hex("08 00 00 00 05 00 00 00 00 00 00 00"))
         }
-        Opcode::MigrateRange => wire.extend_from_slice(&hex(
-            "00 00 00 00 08 00 00 00 05 00 00 00 00 00 00 00",
-        )),
+        Opcode::MigrateRange => {
+            wire.extend_from_slice(&hex("00 00 00 00 08 00 00 00 05 00 00 00 00 00 00 00"))
+        }
         Opcode::SetRouting => wire.extend_from_slice(&hex("06 00 00 00 01 01 00 00 00 63")),
         _ => wire.extend_from_slice(&[0u8; 32]),
     }
@@ -152,7 +151,10 @@ fn section_11_get() {
 
 #[test]
 fn section_11_delete_missing() {
-    check_request(&Request::Delete { key: b("k") }, "0a 00 ff b1 01 00 00 00 6b");
+    check_request(
+        &Request::Delete { key: b("k") },
+        "0a 00 ff b1 01 00 00 00 6b",
+    );
     check_reply(
         Opcode::Delete,
         &err(ErrorCode::NotFound, "k"),
@@ -279,7 +281,11 @@ fn exists_no_guarantees() {
         },
         "07 00 ff b1 01 01 00 00 00 6b",
     );
-    check_reply(Opcode::Exists, &Ok(Response::Exists(true)), "00 00 00 00 01");
+    check_reply(
+        Opcode::Exists,
+        &Ok(Response::Exists(true)),
+        "00 00 00 00 01",
+    );
 }
 
 #[test]
@@ -342,7 +348,11 @@ fn last_entries() {
         &Request::LastEntries { start_i: 42 },
         "0e 00 ff b1 2a 00 00 00 00 00 00 00",
     );
-    check_reply(Opcode::LastEntries, &Ok(Response::LastEntries), "00 00 00 00");
+    check_reply(
+        Opcode::LastEntries,
+        &Ok(Response::LastEntries),
+        "00 00 00 00",
+    );
 }
 
 #[test]
@@ -386,7 +396,10 @@ fn statistics() {
     );
     check_reply(
         Opcode::Statistics,
-        &Ok(Response::Statistics(NamedValue::new("f", Value::Float(1.5)))),
+        &Ok(Response::Statistics(NamedValue::new(
+            "f",
+            Value::Float(1.5),
+        ))),
         "00 00 00 00 11 00 00 00 03 00 00 00 01 00 00 00 66 00 00 00 00 00 00 f8 3f",
     );
 }
@@ -452,7 +465,11 @@ fn set_interval() {
         }),
         "17 00 ff b1 01 01 00 00 00 61 00 00 00",
     );
-    check_reply(Opcode::SetInterval, &Ok(Response::SetInterval), "00 00 00 00");
+    check_reply(
+        Opcode::SetInterval,
+        &Ok(Response::SetInterval),
+        "00 00 00 00",
+    );
 }
 
 #[test]
@@ -521,7 +538,10 @@ fn get_fringe() {
     );
     check_reply(
         Opcode::GetFringe,
-        &Ok(Response::GetFringe(vec![(b("a"), b("1")), (b("b"), b("2"))])),
+        &Ok(Response::GetFringe(vec![
+            (b("a"), b("1")),
+            (b("b"), b("2")),
+        ])),
         "00 00 00 00 02 00 00 00 01 00 00 00 62 01 00 00 00 32 01 00 00 00 61 01 00 00 00 31",
     );
 }
@@ -937,7 +957,9 @@ fn sequence_body_must_be_tag_5() {
 fn trailing_bytes_inside_sequence_body_are_ignored() {
     let mut codec = ServerCodec::new(Limits::default());
     let mut buf = BytesMut::from(&hex(PROLOGUE)[..]);
-    buf.extend_from_slice(&hex("10 00 ff b1 0a 00 00 00 05 00 00 00 00 00 00 00 ee ee"));
+    buf.extend_from_slice(&hex(
+        "10 00 ff b1 0a 00 00 00 05 00 00 00 00 00 00 00 ee ee",
+    ));
     codec.decode(&mut buf).unwrap();
     assert_eq!(
         codec.decode(&mut buf).unwrap(),
