@@ -19,6 +19,8 @@ mod io;
 mod message;
 mod types;
 
+pub mod linearizability;
+
 pub use crate::config::{Config, ConfigError, MasterMode, Role, Sabotage};
 pub use crate::core::{Core, StartError};
 pub use crate::io::{CatchUpRead, Effect, Event, NodeRole, Persist, RecoveredState, Reply, Status};

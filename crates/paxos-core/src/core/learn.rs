@@ -10,7 +10,7 @@ use super::Core;
 use crate::config::Role;
 use crate::io::{CatchUpRead, Effect, Reply};
 use crate::message::Message;
-use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
+use crate::types::{Ballot, Index, LogEntry, NodeId, ProposalId, Value};
 
 impl Core {
     /// Commits the front slot and emits its apply and replies.
@@ -23,19 +23,22 @@ impl Core {
     }
 
     fn emit_committed(&mut self, index: Index, value: Value, mine: bool, out: &mut Vec<Effect>) {
-        if mine && let Value::Batch(items) = &value {
-            for p in items {
-                out.push(Effect::Reply {
-                    id: p.id,
-                    reply: Reply::Committed { index },
-                });
-            }
-        }
+        let replies: Vec<ProposalId> = match &value {
+            Value::Batch(items) if mine => items.iter().map(|p| p.id).collect(),
+            _ => Vec::new(),
+        };
         if let Value::Master { node } = value {
             self.known_master = Some(node);
         }
+        // Apply first: the driver answers a client from the store the value was applied to.
         if self.my_role() != Role::Witness {
             out.push(Effect::Apply { index, value });
+        }
+        for id in replies {
+            out.push(Effect::Reply {
+                id,
+                reply: Reply::Committed { index },
+            });
         }
     }
 

@@ -1,0 +1,1471 @@
+//! The simulated world: nodes running the real core, a faulty network, disks that lose unsynced
+//! writes on crash, drifting clocks, pauses, clients, and the checkers run after every event.
+//!
+//! Everything is driven from one seeded RNG and one event queue ordered by (time, sequence), so
+//! a seed replays exactly. Time here is "true" time; each node sees its own drifting clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use paxos_core::linearizability::{HistoryOp, KvOp, KvResult, Verdict, check};
+use paxos_core::{
+    CatchUpRead, Config, Core, Effect, Event, Index, LogEntry, MasterMode, Message, NodeId,
+    Persist, ProposalId, RecoveredState, Reply, Role, Sabotage, Time, Value,
+};
+
+use super::kv::{Store, encode};
+
+/// Milliseconds in nanoseconds.
+pub const MS: Time = 1_000_000;
+
+/// SplitMix64: the one RNG of a run.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[lo, hi]`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.next() % (hi - lo + 1)
+        }
+    }
+    pub fn chance(&mut self, permille: u64) -> bool {
+        self.next() % 1000 < permille
+    }
+}
+
+/// The fault and cluster options of one run ("swarm": chosen per seed).
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub voters: usize,
+    pub witness: bool,
+    pub learner: bool,
+    pub lease: Time,
+    pub delay: (Time, Time),
+    pub drop_permille: u64,
+    pub dup_permille: u64,
+    /// Links deliver out of order (otherwise FIFO per link, like TCP).
+    pub reorder: bool,
+    pub disk: (Time, Time),
+    pub partitions: bool,
+    pub crashes: bool,
+    pub pauses: bool,
+    pub collapses: bool,
+    /// Actual clock-rate deviation bound of the simulated clocks (ppm, each clock +-).
+    pub drift_ppm: u64,
+    /// Drift bound given to the cores' configuration.
+    pub cfg_drift_ppm: u64,
+    pub fault_time: Time,
+    pub settle_time: Time,
+    pub clients: usize,
+    pub max_in_flight: usize,
+    pub sabotage: Sabotage,
+    pub mode: MasterMode,
+    pub preferred: Vec<NodeId>,
+    pub quorum: Option<usize>,
+}
+
+impl SimOptions {
+    /// Quiet defaults: no faults, 3 voters.
+    pub fn quiet(seed: u64, voters: usize) -> SimOptions {
+        SimOptions {
+            seed,
+            voters,
+            witness: false,
+            learner: false,
+            lease: 1_000 * MS,
+            delay: (MS / 10, MS),
+            drop_permille: 0,
+            dup_permille: 0,
+            reorder: false,
+            disk: (MS / 20, MS / 2),
+            partitions: false,
+            crashes: false,
+            pauses: false,
+            collapses: false,
+            drift_ppm: 0,
+            cfg_drift_ppm: 50_000,
+            fault_time: 0,
+            settle_time: 6_000 * MS,
+            clients: 3,
+            max_in_flight: 4,
+            sabotage: Sabotage::default(),
+            mode: MasterMode::Elected,
+            preferred: Vec::new(),
+            quorum: None,
+        }
+    }
+
+    /// Options chosen from the seed: every fault kind on or off, parameters random.
+    pub fn swarm(seed: u64) -> SimOptions {
+        let mut r = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
+        let voters = if r.chance(500) { 3 } else { 5 };
+        let mut o = SimOptions::quiet(seed, voters);
+        o.learner = r.chance(400);
+        o.witness = voters == 5 && r.chance(250);
+        let max_delay = r.range(MS / 2, 20 * MS);
+        o.delay = (r.range(0, MS / 2), max_delay);
+        o.drop_permille = if r.chance(500) { r.range(1, 150) } else { 0 };
+        o.dup_permille = if r.chance(400) { r.range(1, 100) } else { 0 };
+        o.reorder = r.chance(300);
+        o.disk = (r.range(MS / 50, MS), r.range(MS, 10 * MS));
+        o.partitions = r.chance(600);
+        o.crashes = r.chance(600);
+        o.pauses = r.chance(400);
+        o.collapses = r.chance(400);
+        o.drift_ppm = if r.chance(500) {
+            r.range(0, o.cfg_drift_ppm)
+        } else {
+            0
+        };
+        o.fault_time = r.range(4_000, 12_000) * MS;
+        o.clients = r.range(1, 5) as usize;
+        o.max_in_flight = r.range(1, 8) as usize;
+        o
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Deliver {
+        to: usize,
+        from: usize,
+        incarnation: u32,
+        msg: Message,
+    },
+    Tick {
+        node: usize,
+        incarnation: u32,
+    },
+    Fsync {
+        node: usize,
+        incarnation: u32,
+    },
+    Local {
+        node: usize,
+        incarnation: u32,
+        event: Event,
+    },
+    SnapshotArrive {
+        node: usize,
+        incarnation: u32,
+        peer: usize,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Pause {
+        node: Option<usize>,
+        duration: Time,
+    },
+    Partition,
+    Collapse {
+        node: usize,
+    },
+    Heal,
+    ClientGo {
+        client: usize,
+    },
+    ClientTimeout {
+        client: usize,
+        seq: u64,
+    },
+    /// Scripted action for named scenarios.
+    Script(Script),
+}
+
+/// Actions a scenario can schedule.
+#[derive(Debug, Clone)]
+pub enum Script {
+    Crash(usize),
+    Restart(usize),
+    Block {
+        from: usize,
+        to: usize,
+    },
+    Unblock {
+        from: usize,
+        to: usize,
+    },
+    Isolate(usize),
+    HealAll,
+    Pause {
+        node: usize,
+        duration: Time,
+    },
+    DropMaster(usize),
+    Inject {
+        from: usize,
+        to: usize,
+        msg: Message,
+    },
+}
+
+struct Queued {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Disk {
+    promised: paxos_core::Ballot,
+    committed: Index,
+    entries: BTreeMap<Index, LogEntry>,
+    snap_index: Index,
+    snap_store: Store,
+}
+
+struct SimNode {
+    role: Role,
+    core: Option<Core>,
+    incarnation: u32,
+    disk: Disk,
+    unsynced: Vec<Persist>,
+    fsync_pending: bool,
+    base: Index,
+    log: Vec<Value>,
+    store: Store,
+    rate_ppm: i64,
+    offset: u64,
+    paused_until: Time,
+}
+
+impl SimNode {
+    fn local(&self, t: Time) -> Time {
+        let t = i128::from(t);
+        (i128::from(self.offset) + t + t * i128::from(self.rate_ppm) / 1_000_000) as Time
+    }
+    fn to_true(&self, local: Time) -> Time {
+        let l = i128::from(local) - i128::from(self.offset);
+        (l * 1_000_000 / (1_000_000 + i128::from(self.rate_ppm))).max(0) as Time
+    }
+    fn applied(&self) -> Index {
+        self.base + self.log.len() as Index
+    }
+}
+
+struct Pending {
+    seq: u64,
+    node: usize,
+    id: ProposalId,
+    history: usize,
+    result: Option<KvResult>,
+}
+
+struct Client {
+    target: usize,
+    seq: u64,
+    pending: Option<Pending>,
+    completed: u64,
+    last_completion: Time,
+}
+
+/// Summary of a run.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub seed: u64,
+    pub options: String,
+    pub violations: Vec<String>,
+    pub trace_hash: u64,
+    pub events: u64,
+    pub virtual_time: Time,
+    pub committed: Index,
+    pub completed_ops: u64,
+    pub masters_elected: u64,
+    pub linearizability: String,
+}
+
+impl SimReport {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+    pub fn describe(&self) -> String {
+        format!(
+            "seed {} (replay: SIM_SEED={}) options {}\nviolations: {:#?}\nevents {} virtual {} ms committed {} ops {} masters {} lin {}",
+            self.seed,
+            self.seed,
+            self.options,
+            self.violations,
+            self.events,
+            self.virtual_time / MS,
+            self.committed,
+            self.completed_ops,
+            self.masters_elected,
+            self.linearizability
+        )
+    }
+}
+
+/// The simulated world.
+pub struct World {
+    pub opts: SimOptions,
+    rng: Rng,
+    pub now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    nodes: Vec<SimNode>,
+    blocked: Vec<Vec<bool>>,
+    link_clock: Vec<Vec<Time>>,
+    clients: Vec<Client>,
+    pending_ids: BTreeMap<ProposalId, usize>,
+    chosen: Vec<Option<u64>>,
+    claims: Vec<Vec<(Time, Time)>>,
+    pub history: Vec<HistoryOp>,
+    acked: Vec<(Index, ProposalId)>,
+    pub violations: Vec<String>,
+    trace: u64,
+    pub events: u64,
+    faults_on: bool,
+    heal_at: Time,
+    first_master_after_heal: Option<Time>,
+    pub masters_elected: u64,
+    pub became_master_log: Vec<(Time, usize)>,
+    pub stopped_master_log: Vec<(Time, usize)>,
+    pub reads_served: Vec<(Time, usize)>,
+    pub released: Vec<(usize, Message)>,
+    out: Vec<Effect>,
+    tick_interval: Time,
+    clients_active: bool,
+    pub verbose: bool,
+    clients_stopped_at: Option<Time>,
+}
+
+fn hash_of<T: Hash>(t: &T) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    t.hash(&mut h);
+    h.finish()
+}
+
+impl World {
+    pub fn new(opts: SimOptions) -> World {
+        let mut rng = Rng::new(opts.seed);
+        let total = opts.voters + usize::from(opts.learner);
+        let mut nodes = Vec::with_capacity(total);
+        for i in 0..total {
+            let role = if i >= opts.voters {
+                Role::Learner
+            } else if opts.witness && i == opts.voters - 1 {
+                Role::Witness
+            } else {
+                Role::Voter
+            };
+            let drift = opts.drift_ppm as i64;
+            let rate_ppm = if drift == 0 {
+                0
+            } else {
+                rng.range(0, 2 * drift as u64) as i64 - drift
+            };
+            nodes.push(SimNode {
+                role,
+                core: None,
+                incarnation: 0,
+                disk: Disk::default(),
+                unsynced: Vec::new(),
+                fsync_pending: false,
+                base: 0,
+                log: Vec::new(),
+                store: Store::default(),
+                rate_ppm,
+                offset: rng.range(0, 1_000_000 * MS),
+                paused_until: 0,
+            });
+        }
+        let lease = opts.lease;
+        let clients = (0..opts.clients)
+            .map(|i| Client {
+                target: i % opts.voters,
+                seq: 0,
+                pending: None,
+                completed: 0,
+                last_completion: 0,
+            })
+            .collect();
+        let mut w = World {
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            blocked: vec![vec![false; total]; total],
+            link_clock: vec![vec![0; total]; total],
+            clients,
+            pending_ids: BTreeMap::new(),
+            chosen: Vec::new(),
+            claims: vec![Vec::new(); total],
+            history: Vec::new(),
+            acked: Vec::new(),
+            violations: Vec::new(),
+            trace: 0,
+            events: 0,
+            faults_on: opts.fault_time > 0,
+            heal_at: opts.fault_time,
+            first_master_after_heal: None,
+            masters_elected: 0,
+            became_master_log: Vec::new(),
+            stopped_master_log: Vec::new(),
+            reads_served: Vec::new(),
+            released: Vec::new(),
+            out: Vec::new(),
+            tick_interval: lease / 40,
+            clients_active: true,
+            verbose: false,
+            clients_stopped_at: None,
+            nodes,
+            opts,
+        };
+        for n in 0..total {
+            w.restart(n);
+        }
+        for c in 0..w.clients.len() {
+            let at = w.rng.range(0, 10 * MS);
+            w.schedule(at, Ev::ClientGo { client: c });
+        }
+        w.plan_faults();
+        w
+    }
+
+    fn total(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn schedule(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    /// Schedules a scripted action.
+    pub fn script(&mut self, at: Time, s: Script) {
+        self.schedule(at, Ev::Script(s));
+    }
+
+    fn config_for(&self, n: usize) -> Config {
+        let roles: Vec<Role> = self.nodes.iter().map(|x| x.role).collect();
+        let mut cfg = Config::new(NodeId(n as u8), roles, self.opts.lease);
+        cfg.max_clock_drift_ppm = self.opts.cfg_drift_ppm;
+        cfg.max_in_flight = self.opts.max_in_flight;
+        cfg.max_batch_count = 16;
+        cfg.max_catch_up_entries = 16;
+        cfg.sabotage = self.opts.sabotage;
+        cfg.mode = self.opts.mode.clone();
+        cfg.preferred_masters = self.opts.preferred.clone();
+        cfg.quorum = self.opts.quorum;
+        cfg
+    }
+
+    fn plan_faults(&mut self) {
+        let end = self.opts.fault_time;
+        if end == 0 {
+            return;
+        }
+        let lease = self.opts.lease;
+        if self.opts.partitions {
+            let mut t = self.rng.range(0, lease);
+            while t < end {
+                self.schedule(t, Ev::Partition);
+                t += self.rng.range(lease / 2, 3 * lease);
+            }
+        }
+        if self.opts.crashes {
+            let mut t = self.rng.range(lease, 3 * lease);
+            while t < end {
+                let node = self.rng.range(0, self.total() as u64 - 1) as usize;
+                self.schedule(t, Ev::Crash { node });
+                let back = t + self.rng.range(lease / 10, 3 * lease);
+                self.schedule(back.min(end), Ev::Restart { node });
+                t += self.rng.range(lease / 2, 4 * lease);
+            }
+        }
+        if self.opts.pauses {
+            let mut t = self.rng.range(lease, 4 * lease);
+            while t < end {
+                let node = if self.rng.chance(500) {
+                    None
+                } else {
+                    Some(self.rng.range(0, self.total() as u64 - 1) as usize)
+                };
+                let duration = self.rng.range(lease + lease / 5, 3 * lease);
+                self.schedule(t, Ev::Pause { node, duration });
+                t += self.rng.range(2 * lease, 6 * lease);
+            }
+        }
+        if self.opts.collapses {
+            let mut t = self.rng.range(lease, 3 * lease);
+            while t < end {
+                let node = self.rng.range(0, self.total() as u64 - 1) as usize;
+                self.schedule(t, Ev::Collapse { node });
+                t += self.rng.range(lease / 2, 3 * lease);
+            }
+        }
+        self.schedule(end, Ev::Heal);
+    }
+
+    /// Runs the whole scenario: faults, heal, settle, final checks.
+    pub fn run(mut self) -> SimReport {
+        let end = self.opts.fault_time + self.opts.settle_time;
+        let stop_clients = end.saturating_sub(self.opts.lease * 2);
+        self.run_until(stop_clients);
+        self.clients_active = false;
+        self.clients_stopped_at = Some(self.now);
+        self.run_until(end);
+        self.final_checks();
+        self.report()
+    }
+
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else {
+                break;
+            };
+            self.now = q.at;
+            self.events += 1;
+            self.handle(q.ev);
+            if self.violations.len() > 20 {
+                break;
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn alive(&self, n: usize, incarnation: u32) -> bool {
+        self.nodes[n].core.is_some() && self.nodes[n].incarnation == incarnation
+    }
+
+    /// Requeues the event if the node is paused; returns true if it was.
+    fn deferred_by_pause(&mut self, n: usize, ev: &Ev) -> bool {
+        if self.nodes[n].paused_until > self.now {
+            let at = self.nodes[n].paused_until;
+            self.schedule(at, ev.clone());
+            true
+        } else {
+            false
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver {
+                to,
+                from,
+                incarnation,
+                ref msg,
+            } => {
+                if !self.alive(to, incarnation) || self.deferred_by_pause(to, &ev) {
+                    return;
+                }
+                let msg = msg.clone();
+                self.feed(
+                    to,
+                    Event::Message {
+                        from: NodeId(from as u8),
+                        msg,
+                    },
+                );
+            }
+            Ev::Tick { node, incarnation } => {
+                if !self.alive(node, incarnation) || self.deferred_by_pause(node, &ev) {
+                    return;
+                }
+                self.feed(node, Event::Tick);
+                let next = self.now + self.tick_interval;
+                self.schedule(next, Ev::Tick { node, incarnation });
+            }
+            Ev::Fsync { node, incarnation } => {
+                if !self.alive(node, incarnation) || self.deferred_by_pause(node, &ev) {
+                    return;
+                }
+                let writes = std::mem::take(&mut self.nodes[node].unsynced);
+                self.nodes[node].fsync_pending = false;
+                let mut top = 0;
+                for p in writes {
+                    top = top.max(p.ticket);
+                    write_disk(&mut self.nodes[node].disk, p);
+                }
+                if top > 0 {
+                    self.feed(node, Event::Durable { ticket: top });
+                }
+            }
+            Ev::Local {
+                node,
+                incarnation,
+                ref event,
+            } => {
+                if !self.alive(node, incarnation) || self.deferred_by_pause(node, &ev) {
+                    return;
+                }
+                let event = event.clone();
+                self.feed(node, event);
+            }
+            Ev::SnapshotArrive {
+                node,
+                incarnation,
+                peer,
+            } => {
+                if !self.alive(node, incarnation) || self.deferred_by_pause(node, &ev) {
+                    return;
+                }
+                self.install_snapshot(node, peer);
+            }
+            Ev::Crash { node } => self.crash(node),
+            Ev::Restart { node } => {
+                if self.nodes[node].core.is_none() {
+                    self.restart(node);
+                }
+            }
+            Ev::Pause { node, duration } => {
+                let n = node.or_else(|| self.current_master()).unwrap_or(0);
+                let until = (self.now + duration).min(self.heal_at.max(self.now));
+                self.nodes[n].paused_until = until;
+            }
+            Ev::Partition => self.random_partition(),
+            Ev::Collapse { node } => self.collapse(node),
+            Ev::Heal => self.heal(),
+            Ev::ClientGo { client } => self.client_go(client),
+            Ev::ClientTimeout { client, seq } => self.client_timeout(client, seq),
+            Ev::Script(s) => self.run_script(s),
+        }
+    }
+
+    fn run_script(&mut self, s: Script) {
+        match s {
+            Script::Crash(n) => self.crash(n),
+            Script::Restart(n) => {
+                if self.nodes[n].core.is_none() {
+                    self.restart(n);
+                }
+            }
+            Script::Block { from, to } => self.blocked[from][to] = true,
+            Script::Unblock { from, to } => self.blocked[from][to] = false,
+            Script::Isolate(n) => {
+                for m in 0..self.total() {
+                    if m != n {
+                        self.blocked[n][m] = true;
+                        self.blocked[m][n] = true;
+                    }
+                }
+            }
+            Script::HealAll => {
+                for row in &mut self.blocked {
+                    row.fill(false);
+                }
+            }
+            Script::Pause { node, duration } => self.nodes[node].paused_until = self.now + duration,
+            Script::DropMaster(n) => {
+                if self.nodes[n].core.is_some() {
+                    self.feed(n, Event::DropMaster);
+                }
+            }
+            Script::Inject { from, to, msg } => {
+                let inc = self.nodes[to].incarnation;
+                self.schedule(
+                    self.now,
+                    Ev::Deliver {
+                        to,
+                        from,
+                        incarnation: inc,
+                        msg,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Feeds one event to node `n`'s core and executes the effects.
+    fn feed(&mut self, n: usize, event: Event) {
+        let local = self.nodes[n].local(self.now);
+        let entropy = self.rng.next();
+        let kind = event_kind(&event);
+        if self.verbose {
+            eprintln!("{:>9}us n{n} <- {event:?}", self.now / 1000);
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let Some(core) = self.nodes[n].core.as_mut() else {
+            return;
+        };
+        if let Err(e) = core.step(local, entropy, event, &mut out) {
+            self.violations.push(format!(
+                "t={} node {n}: core refused an event: {e}",
+                self.now
+            ));
+        }
+        self.trace = hash_of(&(self.trace, self.now, n, kind, out.len(), core.committed()));
+        for effect in out.drain(..) {
+            if self.verbose {
+                eprintln!("{:>9}us n{n} -> {effect:?}", self.now / 1000);
+            }
+            self.execute(n, effect);
+        }
+        self.out = out;
+        self.check_lease(n);
+    }
+
+    fn execute(&mut self, n: usize, effect: Effect) {
+        let inc = self.nodes[n].incarnation;
+        match effect {
+            Effect::Persist(p) => {
+                self.nodes[n].unsynced.push(p);
+                if !self.nodes[n].fsync_pending {
+                    self.nodes[n].fsync_pending = true;
+                    let at = self.now + self.rng.range(self.opts.disk.0, self.opts.disk.1);
+                    self.schedule(
+                        at,
+                        Ev::Fsync {
+                            node: n,
+                            incarnation: inc,
+                        },
+                    );
+                }
+            }
+            Effect::Send { to, msg } => self.send(n, to.index(), msg),
+            Effect::Broadcast(msg) => {
+                if let Message::LeaseReleased { .. } = msg {
+                    self.released.push((n, msg.clone()));
+                }
+                for to in 0..self.total() {
+                    if to != n {
+                        self.send(n, to, msg.clone());
+                    }
+                }
+            }
+            Effect::Apply { index, value } => self.apply(n, index, value),
+            Effect::Reply { id, reply } => self.on_reply(n, id, reply),
+            Effect::BecameMaster => {
+                self.masters_elected += 1;
+                self.became_master_log.push((self.now, n));
+            }
+            Effect::StoppedBeingMaster => self.stopped_master_log.push((self.now, n)),
+            Effect::ServeCatchUp { peer, from, up_to } => {
+                let node = &self.nodes[n];
+                let read = if from <= node.base {
+                    CatchUpRead::Pruned {
+                        snapshot_index: node.base,
+                    }
+                } else {
+                    let lo = (from - node.base - 1) as usize;
+                    let hi = ((up_to - node.base) as usize).min(node.log.len());
+                    CatchUpRead::Values(
+                        node.log
+                            .get(lo..hi)
+                            .map(<[Value]>::to_vec)
+                            .unwrap_or_default(),
+                    )
+                };
+                self.schedule(
+                    self.now,
+                    Ev::Local {
+                        node: n,
+                        incarnation: inc,
+                        event: Event::CatchUpRead { peer, from, read },
+                    },
+                );
+            }
+            Effect::FetchSnapshot { peer } => {
+                let at = self.now + self.rng.range(self.opts.delay.0, self.opts.delay.1) * 4;
+                self.schedule(
+                    at,
+                    Ev::SnapshotArrive {
+                        node: n,
+                        incarnation: inc,
+                        peer: peer.index(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Message) {
+        if self.blocked[from][to] {
+            return;
+        }
+        if self.faults_on && self.rng.chance(self.opts.drop_permille) {
+            return;
+        }
+        let inc = self.nodes[to].incarnation;
+        let copies = if self.faults_on && self.rng.chance(self.opts.dup_permille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let (lo, hi) = if self.faults_on {
+                self.opts.delay
+            } else {
+                (self.opts.delay.0.min(MS / 2), self.opts.delay.1.min(MS))
+            };
+            let mut at = self.now + self.rng.range(lo, hi);
+            if !(self.faults_on && self.opts.reorder) {
+                at = at.max(self.link_clock[from][to]);
+                self.link_clock[from][to] = at;
+            }
+            self.schedule(
+                at,
+                Ev::Deliver {
+                    to,
+                    from,
+                    incarnation: inc,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn apply(&mut self, n: usize, index: Index, value: Value) {
+        let node = &mut self.nodes[n];
+        if index != node.applied() + 1 {
+            self.violations.push(format!(
+                "t={} node {n}: monotonic commit broken: applied {} then got index {index}",
+                self.now,
+                node.applied()
+            ));
+            return;
+        }
+        let h = hash_of(&value);
+        let slot = index as usize - 1;
+        if self.chosen.len() <= slot {
+            self.chosen.resize(slot + 1, None);
+        }
+        match self.chosen[slot] {
+            Some(c) if c != h => self.violations.push(format!(
+                "t={} node {n}: agreement broken at index {index}: {value:?} differs from the value committed before",
+                self.now
+            )),
+            Some(_) => {}
+            None => self.chosen[slot] = Some(h),
+        }
+        if let Value::Batch(items) = &value {
+            for p in items {
+                let result = node.store.apply(&p.payload);
+                if let Some(&c) = self.pending_ids.get(&p.id)
+                    && let Some(pending) = self.clients[c].pending.as_mut()
+                    && pending.id == p.id
+                    && pending.node == n
+                {
+                    pending.result = Some(result);
+                }
+            }
+        }
+        node.log.push(value);
+    }
+
+    fn check_lease(&mut self, n: usize) {
+        let now = self.now;
+        let node = &self.nodes[n];
+        let claim = node.core.as_ref().and_then(|c| {
+            if c.can_serve_consistent_read(node.local(now)) {
+                c.lease_expires().map(|e| node.to_true(e))
+            } else {
+                None
+            }
+        });
+        match claim {
+            Some(end) if end > now => {
+                for m in 0..self.total() {
+                    if m == n {
+                        continue;
+                    }
+                    if let Some(&(s, e)) =
+                        self.claims[m].iter().find(|(s, e)| *e > now && *s <= now)
+                    {
+                        self.violations.push(format!(
+                            "t={now} lease safety broken: node {n} believes it holds the lease until {end} while node {m} believes so in [{s}, {e})"
+                        ));
+                    }
+                }
+                let claims = &mut self.claims[n];
+                match claims.last_mut() {
+                    Some(last) if last.1 >= now => last.1 = end,
+                    _ => claims.push((now, end)),
+                }
+                if claims.len() > 64 {
+                    claims.remove(0);
+                }
+            }
+            _ => self.truncate_claim(n),
+        }
+    }
+
+    fn truncate_claim(&mut self, n: usize) {
+        let now = self.now;
+        if let Some(last) = self.claims[n].last_mut()
+            && last.1 > now
+        {
+            last.1 = now;
+        }
+    }
+
+    fn crash(&mut self, n: usize) {
+        if self.nodes[n].core.is_none() {
+            return;
+        }
+        let node = &mut self.nodes[n];
+        node.core = None;
+        node.incarnation += 1;
+        node.fsync_pending = false;
+        node.paused_until = 0;
+        // Some unsynced writes may have reached the disk: keep a random prefix.
+        let unsynced = std::mem::take(&mut node.unsynced);
+        let keep = self.rng.range(0, unsynced.len() as u64) as usize;
+        for p in unsynced.into_iter().take(keep) {
+            write_disk(&mut self.nodes[n].disk, p);
+        }
+        self.truncate_claim(n);
+    }
+
+    fn restart(&mut self, n: usize) {
+        let cfg = self.config_for(n);
+        let node = &mut self.nodes[n];
+        let committed = node.disk.committed.max(node.disk.snap_index);
+        // Rebuild the store: snapshot, then the log up to the committed marker.
+        node.store = node.disk.snap_store.clone();
+        node.base = node.disk.snap_index;
+        node.log.clear();
+        let mut replay = Vec::new();
+        for i in node.base + 1..=committed {
+            match node.disk.entries.get(&i) {
+                Some(e) => replay.push(e.value.clone()),
+                None => {
+                    self.violations.push(format!(
+                        "node {n}: committed marker {committed} but entry {i} is not on disk"
+                    ));
+                    return;
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        let mut next = committed + 1;
+        while let Some(e) = node.disk.entries.get(&next) {
+            entries.push(e.clone());
+            next += 1;
+        }
+        let recovered = RecoveredState {
+            promised: node.disk.promised,
+            committed: 0,
+            entries: Vec::new(),
+        };
+        let base = node.base;
+        for (i, v) in replay.into_iter().enumerate() {
+            self.apply(n, base + 1 + i as Index, v);
+        }
+        let node = &mut self.nodes[n];
+        let core = match Core::new(cfg) {
+            Ok(c) => c,
+            Err(e) => {
+                self.violations
+                    .push(format!("node {n}: config refused: {e}"));
+                return;
+            }
+        };
+        node.core = Some(core);
+        let inc = node.incarnation;
+        let recovered = RecoveredState {
+            committed,
+            entries,
+            ..recovered
+        };
+        self.feed(n, Event::Start(recovered));
+        let at = self.now + self.rng.range(0, self.tick_interval);
+        self.schedule(
+            at,
+            Ev::Tick {
+                node: n,
+                incarnation: inc,
+            },
+        );
+    }
+
+    fn install_snapshot(&mut self, n: usize, peer: usize) {
+        let index = if self.nodes[peer].core.is_some()
+            && self.nodes[peer].applied() > self.nodes[n].applied()
+        {
+            let store = self.nodes[peer].store.clone();
+            let index = self.nodes[peer].applied();
+            let node = &mut self.nodes[n];
+            node.store = store.clone();
+            node.base = index;
+            node.log.clear();
+            node.disk.snap_index = index;
+            node.disk.snap_store = store;
+            index
+        } else {
+            self.nodes[n].applied()
+        };
+        self.feed(n, Event::SnapshotInstalled { index });
+    }
+
+    fn collapse(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if node.core.is_none() {
+            return;
+        }
+        let index = node.applied();
+        node.disk.snap_index = index;
+        node.disk.snap_store = node.store.clone();
+        node.disk.entries = node.disk.entries.split_off(&(index + 1));
+        node.base = index;
+        node.log.clear();
+    }
+
+    fn current_master(&self) -> Option<usize> {
+        (0..self.total()).find(|&n| self.nodes[n].core.as_ref().is_some_and(Core::is_master))
+    }
+
+    fn random_partition(&mut self) {
+        let total = self.total();
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        match self.rng.range(0, 4) {
+            0 => {}
+            1 => {
+                // Symmetric split into two random groups.
+                let mask = self.rng.next();
+                for a in 0..total {
+                    for b in 0..total {
+                        if (mask >> a) & 1 != (mask >> b) & 1 {
+                            self.blocked[a][b] = true;
+                        }
+                    }
+                }
+            }
+            2 => {
+                // One-way: some directed links cut.
+                for a in 0..total {
+                    for b in 0..total {
+                        if a != b && self.rng.chance(300) {
+                            self.blocked[a][b] = true;
+                        }
+                    }
+                }
+            }
+            3 => {
+                if let Some(m) = self.current_master() {
+                    for b in 0..total {
+                        if b != m {
+                            self.blocked[m][b] = true;
+                            self.blocked[b][m] = true;
+                        }
+                    }
+                }
+            }
+            _ => {
+                // Majorities ring: each node reaches only its ring neighbours.
+                for a in 0..total {
+                    for b in 0..total {
+                        let d = (a + total - b) % total;
+                        if d > 1 && d < total - 1 {
+                            self.blocked[a][b] = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.faults_on = false;
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        for n in 0..self.total() {
+            if self.nodes[n].core.is_none() {
+                self.restart(n);
+            }
+            self.nodes[n].paused_until = self.nodes[n].paused_until.min(self.now);
+        }
+        self.heal_at = self.now;
+    }
+
+    // ---- clients ----
+
+    fn client_go(&mut self, c: usize) {
+        if !self.clients_active || self.clients[c].pending.is_some() {
+            return;
+        }
+        let n = self.clients[c].target;
+        if self.nodes[n].core.is_none() || self.nodes[n].paused_until > self.now {
+            self.retarget(c, None);
+            return;
+        }
+        let key = self.rng.range(0, 2) as u8;
+        let choice = self.rng.range(0, 9);
+        let value = vec![self.rng.range(0, 5) as u8];
+        let op = match choice {
+            0..=2 => KvOp::Get,
+            3..=5 => KvOp::Set(value),
+            6 => KvOp::Delete,
+            _ => {
+                let expected = if self.rng.chance(300) {
+                    None
+                } else {
+                    Some(vec![self.rng.range(0, 5) as u8])
+                };
+                let new = if self.rng.chance(200) {
+                    None
+                } else {
+                    Some(value)
+                };
+                KvOp::TestAndSet { expected, new }
+            }
+        };
+        if op == KvOp::Get {
+            let node = &self.nodes[n];
+            let serve = node
+                .core
+                .as_ref()
+                .is_some_and(|core| core.can_serve_consistent_read(node.local(self.now)));
+            if serve {
+                let result = node.store.get(key);
+                self.reads_served.push((self.now, n));
+                self.history.push(HistoryOp {
+                    key: vec![key],
+                    op,
+                    invoked: self.now,
+                    completed: Some((self.now + 1, result)),
+                });
+                self.complete(c);
+            } else {
+                let hint = node
+                    .core
+                    .as_ref()
+                    .and_then(Core::known_master)
+                    .map(NodeId::index);
+                self.retarget(c, hint);
+            }
+            return;
+        }
+        let client = &mut self.clients[c];
+        client.seq += 1;
+        let seq = client.seq;
+        let id = ProposalId(((c as u64) << 40) | seq);
+        self.history.push(HistoryOp {
+            key: vec![key],
+            op: op.clone(),
+            invoked: self.now,
+            completed: None,
+        });
+        self.clients[c].pending = Some(Pending {
+            seq,
+            node: n,
+            id,
+            history: self.history.len() - 1,
+            result: None,
+        });
+        self.pending_ids.insert(id, c);
+        let at = self.now + 3 * self.opts.lease;
+        self.schedule(at, Ev::ClientTimeout { client: c, seq });
+        self.feed(
+            n,
+            Event::Propose {
+                id,
+                payload: encode(key, &op),
+            },
+        );
+    }
+
+    fn complete(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        client.completed += 1;
+        client.last_completion = self.now;
+        let at = self.now + self.rng.range(0, 2 * MS);
+        self.schedule(at, Ev::ClientGo { client: c });
+    }
+
+    fn retarget(&mut self, c: usize, hint: Option<usize>) {
+        let target =
+            hint.unwrap_or_else(|| self.rng.range(0, self.opts.voters as u64 - 1) as usize);
+        self.clients[c].target = target;
+        let at = self.now + self.rng.range(MS, 20 * MS);
+        self.schedule(at, Ev::ClientGo { client: c });
+    }
+
+    fn on_reply(&mut self, n: usize, id: ProposalId, reply: Reply) {
+        let Some(&c) = self.pending_ids.get(&id) else {
+            self.violations.push(format!(
+                "t={} node {n}: reply {reply:?} for unknown proposal {id:?}",
+                self.now
+            ));
+            return;
+        };
+        let Some(pending) = self.clients[c]
+            .pending
+            .take_if(|p| p.id == id && p.node == n)
+        else {
+            return;
+        };
+        self.pending_ids.remove(&id);
+        match reply {
+            Reply::Committed { index } => {
+                let Some(result) = pending.result else {
+                    self.violations.push(format!("t={} node {n}: proposal {id:?} acknowledged at {index} but never applied there", self.now));
+                    return;
+                };
+                self.acked.push((index, id));
+                self.history[pending.history].completed = Some((self.now, result));
+                self.complete(c);
+            }
+            Reply::NotMaster { master } => {
+                // Never proposed: it had no effect.
+                self.history[pending.history].op = KvOp::Get;
+                self.history[pending.history].completed = None;
+                self.retarget(c, master.map(NodeId::index));
+            }
+            Reply::ReadOnly | Reply::Overloaded => {
+                self.history[pending.history].op = KvOp::Get;
+                self.retarget(c, None);
+            }
+            Reply::Indeterminate => self.retarget(c, None),
+        }
+    }
+
+    fn client_timeout(&mut self, c: usize, seq: u64) {
+        if self.clients[c]
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.seq == seq)
+        {
+            if let Some(p) = self.clients[c].pending.take() {
+                self.pending_ids.remove(&p.id);
+            }
+            self.retarget(c, None);
+        }
+    }
+
+    // ---- end of run ----
+
+    fn final_checks(&mut self) {
+        let lease = self.opts.lease;
+        // Liveness: a master soon after the heal.
+        let deadline = self.heal_at + 5 * lease / 2;
+        let first = self
+            .became_master_log
+            .iter()
+            .map(|(t, _)| *t)
+            .find(|t| *t >= self.heal_at);
+        let master_now = self.current_master();
+        let lives_on = master_now.is_some()
+            && self
+                .stopped_master_log
+                .iter()
+                .all(|(t, _)| *t < self.heal_at + 3 * lease);
+        match (first, master_now) {
+            (Some(t), _) if t <= deadline => {}
+            (None, Some(_)) if lives_on => {} // the master from before the heal kept office
+            _ => self.violations.push(format!(
+                "liveness: no master within {} ms of the heal at {} ms (first after heal: {:?}, master now: {master_now:?})",
+                (deadline - self.heal_at) / MS,
+                self.heal_at / MS,
+                first.map(|t| t / MS)
+            )),
+        }
+        self.first_master_after_heal = first;
+        // Every proposal issued well after the heal committed: no client stuck.
+        for (c, client) in self.clients.iter().enumerate() {
+            if let Some(p) = &client.pending {
+                let invoked = self.history[p.history].invoked;
+                self.violations.push(format!(
+                    "liveness: client {c}'s proposal invoked at {} ms never answered",
+                    invoked / MS
+                ));
+            }
+            if let Some(stop) = self.clients_stopped_at
+                && client.last_completion + lease < stop
+            {
+                self.violations.push(format!(
+                    "liveness: client {c} made no progress after the heal (last completion {} ms)",
+                    client.last_completion / MS
+                ));
+            }
+        }
+        // Convergence: every live node applied everything the master committed a while ago.
+        if let Some(m) = master_now {
+            let target = self.nodes[m].core.as_ref().map_or(0, Core::committed);
+            for (n, node) in self.nodes.iter().enumerate() {
+                let done = match &node.core {
+                    Some(core) if node.role == Role::Witness => core.committed(),
+                    Some(_) => node.applied(),
+                    None => continue,
+                };
+                if done + 2 < target {
+                    self.violations.push(format!(
+                        "liveness: node {n} applied {done} of the master's {target}"
+                    ));
+                }
+            }
+        }
+        // Durability: every acknowledged proposal is in the committed log at its index.
+        for (index, id) in self.acked.clone() {
+            let found = self.nodes.iter().any(|node| {
+                index > node.base
+                    && node.log.get((index - node.base - 1) as usize).is_some_and(
+                        |v| matches!(v, Value::Batch(items) if items.iter().any(|p| p.id == id)),
+                    )
+            });
+            let covered = self
+                .nodes
+                .iter()
+                .all(|node| node.base >= index || node.applied() < index);
+            if !found && !covered {
+                self.violations.push(format!(
+                    "durability: acknowledged {id:?} at index {index} is not in the committed log"
+                ));
+            }
+        }
+    }
+
+    fn report(mut self) -> SimReport {
+        let history: Vec<HistoryOp> = self
+            .history
+            .iter()
+            .filter(|h| !(h.op == KvOp::Get && h.completed.is_none()))
+            .cloned()
+            .collect();
+        let lin = match check(&history, 2_000_000) {
+            Verdict::Linearizable => "linearizable".to_string(),
+            Verdict::Unknown { key } => format!("unknown (step limit) for key {key:?}"),
+            Verdict::NotLinearizable { key, ops } => {
+                self.violations.push(format!(
+                    "linearizability: key {key:?} history is not linearizable: {ops:#?}"
+                ));
+                "NOT linearizable".to_string()
+            }
+        };
+        let committed = self.nodes.iter().map(SimNode::applied).max().unwrap_or(0);
+        SimReport {
+            seed: self.opts.seed,
+            options: format!("{:?}", self.opts),
+            violations: self.violations,
+            trace_hash: self.trace,
+            events: self.events,
+            virtual_time: self.now,
+            committed,
+            completed_ops: self.clients.iter().map(|c| c.completed).sum(),
+            masters_elected: self.masters_elected,
+            linearizability: lin,
+        }
+    }
+
+    // ---- scenario helpers ----
+
+    pub fn master(&self) -> Option<usize> {
+        self.current_master()
+    }
+
+    pub fn core(&self, n: usize) -> Option<&Core> {
+        self.nodes[n].core.as_ref()
+    }
+
+    pub fn finish(mut self) -> SimReport {
+        self.final_checks();
+        self.report()
+    }
+
+    pub fn finish_without_liveness(self) -> SimReport {
+        self.report()
+    }
+
+    pub fn set_clients_active(&mut self, on: bool) {
+        self.clients_active = on;
+        if on {
+            for c in 0..self.clients.len() {
+                self.schedule(self.now, Ev::ClientGo { client: c });
+            }
+        }
+    }
+
+    pub fn set_heal_at(&mut self, t: Time) {
+        self.heal_at = t;
+    }
+
+    pub fn serve_read(&mut self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        node.core
+            .as_ref()
+            .is_some_and(|core| core.can_serve_consistent_read(node.local(self.now)))
+    }
+}
+
+fn write_disk(disk: &mut Disk, p: Persist) {
+    if let Some(b) = p.promise {
+        disk.promised = disk.promised.max(b);
+    }
+    for e in p.entries {
+        disk.entries.insert(e.index, e);
+    }
+    disk.committed = disk.committed.max(p.committed);
+}
+
+fn event_kind(e: &Event) -> u8 {
+    match e {
+        Event::Start(_) => 0,
+        Event::Tick => 1,
+        Event::Propose { .. } => 2,
+        Event::Message { .. } => 3,
+        Event::Durable { .. } => 4,
+        Event::CatchUpRead { .. } => 5,
+        Event::SnapshotInstalled { .. } => 6,
+        Event::DropMaster => 7,
+    }
+}
+
+/// Runs one seed with its swarm options (optionally modified).
+pub fn run_seed(seed: u64, tweak: impl FnOnce(&mut SimOptions)) -> SimReport {
+    let mut opts = SimOptions::swarm(seed);
+    tweak(&mut opts);
+    World::new(opts).run()
+}
+
+/// Seeds to run: `SIM_SEED=n` replays one, `SIM_SEEDS=n` runs `0..n`, else `default`.
+pub fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
+    if let Some(s) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        return vec![s];
+    }
+    if let Some(n) = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        return (0..n).collect();
+    }
+    default.collect()
+}
+
+#[allow(dead_code)]
+fn _unused(_: VecDeque<u8>) {}

@@ -1,0 +1,49 @@
+//! Swarm simulation runs: the CI seed set, determinism, and the breaking switches.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sim;
+
+use sim::world::{MS, SimOptions, World, run_seed, seeds};
+
+fn assert_ok(report: &sim::world::SimReport) {
+    assert!(
+        report.ok(),
+        "simulation found violations:\n{}",
+        report.describe()
+    );
+}
+
+#[test]
+fn quiet_three_voters_elect_and_commit() {
+    let report = World::new(SimOptions::quiet(1, 3)).run();
+    eprintln!("{}", report.describe());
+    assert_ok(&report);
+    assert!(report.completed_ops > 100, "{}", report.describe());
+}
+
+#[test]
+fn swarm_ci_seeds() {
+    let mut total_virtual = 0;
+    for seed in seeds(0..24) {
+        let report = run_seed(seed, |_| {});
+        total_virtual += report.virtual_time;
+        eprintln!(
+            "seed {seed}: events {} ops {} committed {} masters {} lin {}",
+            report.events,
+            report.completed_ops,
+            report.committed,
+            report.masters_elected,
+            report.linearizability
+        );
+        assert_ok(&report);
+    }
+    eprintln!("virtual time simulated: {} s", total_virtual / (1000 * MS));
+}
+
+#[test]
+fn debug_quiet() {
+    let mut w = World::new(SimOptions::quiet(1, 3));
+    w.run_until(1_582 * MS);
+    w.verbose = true;
+    w.run_until(1_660 * MS);
+}
