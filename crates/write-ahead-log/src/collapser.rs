@@ -117,7 +117,7 @@ impl Collapser {
             });
         }
         let snapshot = snapshot::write_snapshot(fs.as_ref(), &dir, store, &self.config.snapshot)?;
-        let archived = wal.archive_completed_segments()?;
+        let archived = wal.archive_completed_segments(snapshot.index)?;
         let pruned = wal.prune(snapshot.index, self.config.segments_to_keep)?;
         tracing::info!(
             index = snapshot.index,

@@ -86,6 +86,8 @@ pub struct Wal {
     /// Reused for every batch so appending does not allocate.
     encode_buf: Vec<u8>,
     unsynced: bool,
+    /// The index after the last durable entry (meaningful only when the log has segments).
+    synced_next: u64,
     failure: Option<Arc<str>>,
     recovery: RecoveryReport,
 }
@@ -222,6 +224,7 @@ impl Wal {
             });
         }
 
+        let synced_next = segments.last().map_or(0, Segment::next_index);
         let writer = match segments.last() {
             Some(newest) if matches!(newest.storage, Storage::Raw { .. }) => Some(
                 fs.open_append(&newest.path)
@@ -237,6 +240,7 @@ impl Wal {
             writer,
             encode_buf: Vec::new(),
             unsynced: false,
+            synced_next,
             failure: None,
             recovery,
         })
@@ -280,15 +284,12 @@ impl Wal {
         Some(self.next_index()? - 1)
     }
 
-    /// The last index that is durable, `None` if nothing is.
+    /// The index up to which everything handed to this log is durable (entries before the
+    /// log's first index count as durable: they were pruned after a snapshot, or the log was
+    /// reset after one). `None` for a brand-new log with nothing synced.
     pub fn durable_index(&self) -> Option<u64> {
-        if self.unsynced {
-            // Only the newest segment can hold unsynced bytes, and it starts after the durable part.
-            let newest = self.segments.last()?;
-            let first = self.first_index()?;
-            return (newest.first_index > first).then(|| newest.first_index - 1);
-        }
-        self.last_index()
+        self.segments.last()?;
+        self.synced_next.checked_sub(1)
     }
 
     /// First indexes of the segments, oldest first, and whether each is archived.
@@ -480,6 +481,7 @@ impl Wal {
             }));
         }
         self.unsynced = false;
+        self.synced_next = self.next_index().unwrap_or(0);
         Ok(())
     }
 
@@ -660,6 +662,7 @@ impl Wal {
             }
         }
         self.unsynced = false;
+        self.synced_next = first_dropped;
         tracing::info!(after = index, "truncated write-ahead log tail");
         Ok(())
     }
@@ -689,14 +692,16 @@ impl Wal {
         }
         self.unsynced = false;
         self.roll(snapshot_index + 1)?;
+        self.synced_next = snapshot_index + 1;
         tracing::info!(snapshot_index, "write-ahead log restarted after snapshot");
         Ok(())
     }
 
-    /// Compresses every completed (non-newest) raw segment into a zstd archive when the
-    /// compressor is zstd; returns how many were archived. Each archive is written to a temp
-    /// file, synced and renamed before the raw segment is removed.
-    pub fn archive_completed_segments(&mut self) -> Result<usize> {
+    /// Compresses every completed (non-newest) raw segment whose entries are all `<= up_to`
+    /// (committed, so never truncated again) into a zstd archive when the compressor is zstd;
+    /// returns how many were archived. Each archive is written to a temp file, synced and
+    /// renamed before the raw segment is removed.
+    pub fn archive_completed_segments(&mut self, up_to: u64) -> Result<usize> {
         self.check_usable()?;
         if self.config.compressor == Compressor::None {
             return Ok(0);
@@ -707,6 +712,9 @@ impl Wal {
             let Storage::Raw { len, .. } = segment.storage else {
                 continue;
             };
+            if segment.next_index() - 1 > up_to {
+                break;
+            }
             let archive = self.dir.join(segment::archive_name(segment.first_index));
             let raw = segment.path.clone();
             segment::write_archive(
