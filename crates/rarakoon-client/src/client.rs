@@ -517,7 +517,16 @@ impl Client {
                     return Ok(response);
                 }
                 Ok(Err(reply)) => {
-                    if reply.code.closes_connection() {
+                    // Keep the connection only after the errors every server keeps it for;
+                    // after any other error the server may have closed it (an oversized
+                    // request, for one), and a dead connection would make the next write's
+                    // outcome look unknown.
+                    if !matches!(
+                        reply.code,
+                        ErrorCode::NotFound
+                            | ErrorCode::AssertionFailed
+                            | ErrorCode::InconsistentRead
+                    ) {
                         *guard = None;
                     }
                     match reply.code {

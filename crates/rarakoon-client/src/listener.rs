@@ -125,6 +125,12 @@ pub struct ListenerConfig {
     pub flush_threshold: usize,
     /// A write to a client that takes longer than this closes the connection.
     pub write_timeout: Duration,
+    /// After an error that closes a connection, how long to keep reading (and discarding)
+    /// what the client still sends, so the error frame is not destroyed by a TCP reset.
+    pub linger: Duration,
+    /// On shutdown, how long connections may take to finish the request in hand before
+    /// they are aborted.
+    pub shutdown_grace: Duration,
 }
 
 impl ListenerConfig {
@@ -137,6 +143,8 @@ impl ListenerConfig {
             read_chunk: 16 * 1024,
             flush_threshold: 64 * 1024,
             write_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -202,8 +210,8 @@ impl Listener {
         self.shutdown.clone()
     }
 
-    /// Stops accepting, lets each connection finish the request it is handling, closes them
-    /// all and waits until they are gone.
+    /// Stops accepting, lets each connection finish the request it is handling (for at most
+    /// [`ListenerConfig::shutdown_grace`]), closes them all and waits until they are gone.
     pub async fn shutdown(self) {
         self.shutdown.shutdown();
         self.wait().await;
@@ -258,24 +266,45 @@ async fn accept_loop<H: Handler>(
             }
             Err(_) => {
                 debug!(%peer, "refusing connection: too many clients");
-                let timeout = config.write_timeout;
-                connections.spawn(refuse(stream, ErrorReply::too_many_clients(), timeout));
+                connections.spawn(refuse(
+                    stream,
+                    ErrorReply::too_many_clients(),
+                    config.clone(),
+                    shutdown.clone(),
+                ));
             }
         }
     }
     drop(socket);
     info!("client listener stopped accepting; closing connections");
-    while connections.join_next().await.is_some() {}
-}
-
-async fn refuse(mut stream: TcpStream, reply: ErrorReply, timeout: Duration) {
-    let mut out = BytesMut::new();
-    reply.encode(&mut out);
-    let _ = tokio::time::timeout(timeout, async {
-        stream.write_all(&out).await?;
-        stream.shutdown().await
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
     })
     .await;
+    if drained.is_err() {
+        warn!(
+            remaining = connections.len(),
+            "client connections still busy after the shutdown grace period; aborting them"
+        );
+        connections.shutdown().await;
+    }
+}
+
+async fn refuse(
+    mut stream: TcpStream,
+    reply: ErrorReply,
+    config: Arc<ListenerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut out = BytesMut::new();
+    reply.encode(&mut out);
+    if let Ok(Ok(())) = tokio::time::timeout(config.write_timeout, stream.write_all(&out)).await {
+        // The client sends its prologue at once: a small budget avoids a reset.
+        tokio::select! {
+            _ = linger(&mut stream, 64 * 1024, config.linger) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
 }
 
 /// Why a connection ended (for the log).
@@ -321,7 +350,36 @@ async fn serve_connection<H: Handler>(
         }
         _ => info!(peer = %info.peer, id = info.id, reason = %end, "client connection closed"),
     }
-    let _ = tokio::time::timeout(config.write_timeout, stream.shutdown()).await;
+    match end {
+        End::PeerClosed | End::Shutdown | End::Io(_) | End::WriteTimeout => {
+            let _ = tokio::time::timeout(config.write_timeout, stream.shutdown()).await;
+        }
+        End::WrongCluster(_) | End::Protocol(_) | End::HandlerClosed => {
+            tokio::select! {
+                _ = linger(&mut stream, config.limits.max_frame_bytes, config.linger) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }
+    }
+}
+
+/// Closes our side after the last reply, then reads and discards what the client still
+/// sends (bounded in bytes and time). Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy the reply before the client reads it.
+async fn linger(stream: &mut TcpStream, max_bytes: usize, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        stream.shutdown().await?;
+        let mut scratch = [0u8; 4096];
+        let mut total = 0usize;
+        while total < max_bytes {
+            match stream.read(&mut scratch).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 async fn write_all(
