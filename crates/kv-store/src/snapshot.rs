@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::escaped;
-use crate::query::Map;
+use crate::query::{Map, StoredKey};
 use crate::transaction::Data;
 use crate::user_function::UserFunctionRegistry;
 use crate::{SnapshotError, Store};
@@ -60,7 +60,7 @@ impl Store {
 #[derive(Debug)]
 pub struct SnapshotLoader {
     applied_index: u64,
-    pairs: Vec<(Bytes, Bytes)>,
+    pairs: Vec<(StoredKey, Bytes)>,
     payload_bytes: u64,
 }
 
@@ -91,7 +91,7 @@ impl SnapshotLoader {
         }
         self.payload_bytes += (key.len() + value.len()) as u64;
         self.pairs
-            .push((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value)));
+            .push((StoredKey::from_slice(key), Bytes::copy_from_slice(value)));
         Ok(())
     }
 

@@ -270,7 +270,10 @@ impl Store {
     }
 
     /// All pairs in ascending key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Bytes, &Bytes)> + '_ {
-        self.data.map.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &Bytes)> + '_ {
+        self.data
+            .map
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value))
     }
 }

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 
 use crate::StoreError;
-use crate::query::{self, Map};
+use crate::query::{self, Map, StoredKey};
 
 /// The data a transaction works on: the map and its byte count.
 #[derive(Debug, Default)]
@@ -29,9 +29,9 @@ pub(crate) struct Data {
 #[derive(Debug)]
 pub(crate) enum Undo {
     /// The key held this value before: put it back.
-    Restore { key: Bytes, value: Bytes },
+    Restore { key: StoredKey, value: Bytes },
     /// The key was absent before: remove it.
-    Remove { key: Bytes },
+    Remove { key: StoredKey },
 }
 
 /// An open transaction on the store. User functions receive one; whatever they write is
@@ -107,7 +107,7 @@ impl<'s> Transaction<'s> {
 
     /// Deletes every key that starts with `prefix`; returns how many.
     pub fn delete_prefix(&mut self, prefix: &[u8]) -> u64 {
-        let doomed: Vec<Bytes> = query::prefix_scan(&self.data.map, prefix)
+        let doomed: Vec<StoredKey> = query::prefix_scan(&self.data.map, prefix)
             .map(|(key, _)| key.clone())
             .collect();
         for key in &doomed {
@@ -125,13 +125,13 @@ impl<'s> Transaction<'s> {
             self.data.payload_bytes -= len_u64(&old);
             if self.recording {
                 self.undo.push(Undo::Restore {
-                    key: Bytes::copy_from_slice(key),
+                    key: StoredKey::from_slice(key),
                     value: old.clone(),
                 });
             }
             return Some(old);
         }
-        let new_key = Bytes::copy_from_slice(key);
+        let new_key = StoredKey::from_slice(key);
         self.data.payload_bytes += len_u64(key);
         if self.recording {
             self.undo.push(Undo::Remove {
@@ -166,12 +166,12 @@ impl<'s> Transaction<'s> {
         for step in self.undo.drain(..).rev() {
             match step {
                 Undo::Restore { key, value } => {
-                    let added = len_u64(&key) + len_u64(&value);
-                    if let Some(replaced) = data.map.insert(key.clone(), value) {
+                    let key_len = len_u64(&key);
+                    data.payload_bytes += key_len + len_u64(&value);
+                    if let Some(replaced) = data.map.insert(key, value) {
                         // The key was present: only the value's size changes.
-                        data.payload_bytes -= len_u64(&key) + len_u64(&replaced);
+                        data.payload_bytes -= key_len + len_u64(&replaced);
                     }
-                    data.payload_bytes += added;
                 }
                 Undo::Remove { key } => {
                     if let Some(removed) = data.map.remove(&key) {
