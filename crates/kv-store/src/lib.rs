@@ -16,6 +16,36 @@
 //!   [`Store::from_snapshot`] / [`SnapshotLoader`] in.
 //!
 //! The crate is pure: no I/O, no clock, no threads. It knows nothing of the wire or the WAL.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use kv_store::{KeyRange, Store, StoreError, Update, UpdateResult};
+//!
+//! let mut store = Store::default();
+//! let set = |k: &'static str, v: &'static str| Update::Set {
+//!     key: Bytes::from_static(k.as_bytes()),
+//!     value: Bytes::from_static(v.as_bytes()),
+//! };
+//! // Log entry 0 carries a batch of two updates; the second fails on its own.
+//! let outcomes = store
+//!     .apply_batch(0, [set("b", "2"), Update::Delete { key: Bytes::from_static(b"x") }])
+//!     .unwrap();
+//! assert_eq!(outcomes[0], Ok(UpdateResult::Unit));
+//! assert_eq!(outcomes[1].as_ref().unwrap_err().arakoon_code(), 0x05);
+//! // A sequence is all or nothing.
+//! let failing = Update::Sequence(vec![set("a", "1"), Update::Delete { key: Bytes::from_static(b"x") }]);
+//! assert_eq!(
+//!     store.apply(1, &failing).unwrap(),
+//!     Err(StoreError::KeyNotFound { key: Bytes::from_static(b"x") })
+//! );
+//! assert!(!store.exists(b"a"));
+//! assert_eq!(store.applied_index(), Some(1));
+//! // Index 1 again would double-apply: refused.
+//! assert!(store.apply(1, &set("a", "1")).is_err());
+//! // Reads return logical order (ascending here); the codec reverses for the wire.
+//! store.apply(2, &set("a", "1")).unwrap().unwrap();
+//! assert_eq!(store.range(&KeyRange::all(), -1), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+//! ```
 
 mod apply;
 mod error;

@@ -277,3 +277,25 @@ impl Store {
             .map(|(key, value)| (key.as_slice(), value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync>() {}
+
+    #[test]
+    fn the_store_can_be_shared_between_threads() {
+        // The node keeps it behind a lock that tasks on several threads take.
+        shareable::<Store>();
+        shareable::<Update>();
+        shareable::<StoreError>();
+    }
+
+    #[test]
+    fn debug_shows_stats_not_data() {
+        let store = Store::default();
+        let shown = format!("{store:?}");
+        assert!(shown.contains("key_count: 0"), "{shown}");
+    }
+}
