@@ -13,10 +13,12 @@
 //! - The store keeps copies of keys and values, never the caller's buffers, so a value never
 //!   pins a larger buffer (e.g. a whole network frame) in memory.
 
+use std::collections::btree_map::Entry;
+
 use bytes::Bytes;
 
 use crate::StoreError;
-use crate::query::{self, Map, StoredKey};
+use crate::query::{self, INLINE_KEY_BYTES, Map, StoredKey};
 
 /// The data a transaction works on: the map and its byte count.
 #[derive(Debug, Default)]
@@ -120,26 +122,37 @@ impl<'s> Transaction<'s> {
     fn insert(&mut self, key: &[u8], value: &[u8]) -> Option<Bytes> {
         let new_value = Bytes::copy_from_slice(value);
         self.data.payload_bytes += len_u64(value);
-        if let Some(slot) = self.data.map.get_mut(key) {
-            let old = std::mem::replace(slot, new_value);
-            self.data.payload_bytes -= len_u64(&old);
-            if self.recording {
-                self.undo.push(Undo::Restore {
-                    key: StoredKey::from_slice(key),
-                    value: old.clone(),
-                });
+        // A key that fits inline costs nothing to own, so one `entry` lookup serves both the
+        // overwrite and the insert; a long key is only allocated when it is new.
+        let old = if key.len() <= INLINE_KEY_BYTES {
+            match self.data.map.entry(StoredKey::from_slice(key)) {
+                Entry::Occupied(mut slot) => Some(slot.insert(new_value)),
+                Entry::Vacant(slot) => {
+                    slot.insert(new_value);
+                    None
+                }
             }
-            return Some(old);
+        } else if let Some(slot) = self.data.map.get_mut(key) {
+            Some(std::mem::replace(slot, new_value))
+        } else {
+            self.data.map.insert(StoredKey::from_slice(key), new_value);
+            None
+        };
+        match &old {
+            Some(old) => self.data.payload_bytes -= len_u64(old),
+            None => self.data.payload_bytes += len_u64(key),
         }
-        let new_key = StoredKey::from_slice(key);
-        self.data.payload_bytes += len_u64(key);
         if self.recording {
-            self.undo.push(Undo::Remove {
-                key: new_key.clone(),
+            let key = StoredKey::from_slice(key);
+            self.undo.push(match &old {
+                Some(old) => Undo::Restore {
+                    key,
+                    value: old.clone(),
+                },
+                None => Undo::Remove { key },
             });
         }
-        self.data.map.insert(new_key, new_value);
-        None
+        old
     }
 
     /// The one way a key leaves the map.

@@ -236,10 +236,17 @@ fn to_pairs(entries: Vec<(Bytes, Bytes)>) -> Vec<(Vec<u8>, Vec<u8>)> {
 // ----- generators ---------------------------------------------------------------------------
 
 /// Short keys over a tiny alphabet, so that keys collide, share prefixes and include the
-/// empty key and the extreme bytes.
+/// empty key and the extreme bytes; some are stretched past the store's 24 inline bytes (with
+/// the short key as their prefix) so that both key representations are exercised.
 fn key() -> impl Strategy<Value = Bytes> {
-    prop::collection::vec(prop::sample::select(vec![0x00u8, b'a', b'b', 0xff]), 0..3)
-        .prop_map(Bytes::from)
+    (
+        prop::collection::vec(prop::sample::select(vec![0x00u8, b'a', b'b', 0xff]), 0..3),
+        prop::sample::select(vec![0usize, 0, 0, 23, 24, 30]),
+    )
+        .prop_map(|(mut key, stretch)| {
+            key.resize(key.len() + stretch, b'L');
+            Bytes::from(key)
+        })
 }
 
 fn value() -> impl Strategy<Value = Bytes> {
