@@ -4,11 +4,14 @@
 
 mod check_config;
 mod cli;
+mod client_cmd;
+mod direct;
 mod exit;
 mod local;
 mod logging;
 mod run;
 mod signals;
+mod target;
 
 use std::process::ExitCode;
 
@@ -63,9 +66,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             check_config::check(&file)?;
             Ok(exit::OK)
         }
-        Some(Command::Client(_)) | Some(Command::Admin(_)) => {
-            anyhow::bail!("client and admin commands are not implemented yet")
-        }
+        Some(Command::Client(args)) => client_cmd::run_client(args).await,
+        Some(Command::Admin(args)) => client_cmd::run_admin(args).await,
         Some(Command::Wal { .. }) | Some(Command::Snapshot { .. }) => {
             anyhow::bail!("offline WAL and snapshot tools are not implemented yet")
         }

@@ -3,31 +3,25 @@
 use std::path::Path;
 
 use anyhow::Context;
-use rarakoon_node::{ClusterConfig, HomeLock};
+use rarakoon_node::{ClusterConfig, Node};
 
 use crate::signals;
 
-/// Loads the config, locks the home directory, runs the node, and stops it on a signal.
+/// Loads the config, starts the node, and stops it cleanly on a signal.
 pub async fn run(config_file: &Path, node_name: &str) -> anyhow::Result<()> {
     let config = ClusterConfig::load(config_file)?;
-    let node = config.node(node_name, config_file)?.clone();
-    for warning in config.warnings() {
-        tracing::warn!(config = %config_file.display(), "{warning}");
-    }
-    let lock = HomeLock::acquire(&node.home_dir)?;
-    tracing::info!(
-        cluster = %config.cluster.id,
-        node = %node.name,
-        home = %lock.dir().display(),
-        client = %node.client_socket_address(),
-        messaging = %node.messaging_address(),
-        "node starting"
-    );
-    let signal = signals::stop_requested()
-        .await
-        .context("cannot install signal handlers")?;
-    tracing::info!(node = %node.name, signal, "stop requested; shutting down");
-    drop(lock);
-    tracing::info!(node = %node.name, "stopped cleanly");
+    let mut node = Node::start(&config, node_name, config_file).await?;
+    let outcome = tokio::select! {
+        signal = signals::stop_requested() => {
+            let signal = signal.context("cannot install signal handlers")?;
+            tracing::info!(node = node_name, signal, "stop requested; shutting down");
+            Ok(())
+        }
+        error = node.failed() => Err(error),
+    };
+    let stopped = node.stop().await;
+    outcome?;
+    stopped?;
+    tracing::info!(node = node_name, "stopped cleanly");
     Ok(())
 }

@@ -1,10 +1,28 @@
 //! rarakoon-node: the driver that joins the pure Paxos core to disks, network and clients.
 //!
-//! Phase 1 provides the configuration ([`config`]) and the home-directory lock
-//! ([`home_lock`]); the runtime is built on top of them.
+//! - [`config`]: the cluster configuration (strict TOML) and [`home_lock`]: one process per
+//!   data directory.
+//! - [`node`]: [`Node::start`] / [`Node::stop`], the start-up order and a clean stop.
+//! - [`driver`]: the task that owns paxos-core and executes its effects in order.
+//! - [`storage`]: recovery at start-up and the storage thread (WAL group commit, catch-up
+//!   reads, snapshot transfer, Collapser).
+//! - [`handler`]: Arakoon's client requests answered from the store and the node's role.
+//! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger.
+//! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
+//!   messages and the promise file.
 
 pub mod config;
+pub mod driver;
+pub mod handler;
 pub mod home_lock;
+pub mod messaging;
+pub mod node;
+pub mod payload;
+pub mod promise;
+pub mod storage;
+pub mod transport;
+pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, MasterMode, NodeConfig};
 pub use home_lock::{HomeLock, HomeLockError};
+pub use node::{Node, NodeError};

@@ -1,0 +1,88 @@
+//! Which cluster a client or admin command talks to: a config file, or a `local` cluster's
+//! directory (the default one when nothing is given).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use rarakoon_client::{Client, ClientConfig};
+use rarakoon_node::ClusterConfig;
+
+use crate::cli::Target;
+use crate::local;
+
+/// The cluster id and the client address of every node.
+#[derive(Debug, Clone)]
+pub struct ClusterTarget {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// `(name, client address)` in config order.
+    pub nodes: Vec<(String, SocketAddr)>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl ClusterTarget {
+    /// Resolves `target` to a cluster.
+    pub fn resolve(target: &Target) -> anyhow::Result<ClusterTarget> {
+        let file: PathBuf = match (&target.cluster_config, &target.dir) {
+            (Some(file), _) => file.clone(),
+            (None, dir) => local::config_path(dir.as_deref()),
+        };
+        let config = ClusterConfig::load(&file).with_context(|| {
+            if target.cluster_config.is_none() {
+                format!(
+                    "no cluster to talk to: start one with `rarakoon-bin local` (or pass \
+                     --cluster-config FILE); looked for {}",
+                    file.display()
+                )
+            } else {
+                format!("cannot use {}", file.display())
+            }
+        })?;
+        if !(target.timeout_secs > 0.0 && target.timeout_secs.is_finite()) {
+            anyhow::bail!("--timeout-secs must be positive");
+        }
+        Ok(ClusterTarget {
+            cluster_id: config.cluster.id.clone(),
+            nodes: config
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.client_socket_address()))
+                .collect(),
+            timeout: Duration::from_secs_f64(target.timeout_secs),
+        })
+    }
+
+    /// A client for the whole cluster (it finds the master).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let mut config = ClientConfig::new(self.cluster_id.clone());
+        for (name, addr) in &self.nodes {
+            config = config.node(name.clone(), *addr);
+        }
+        config.request_timeout = self.timeout;
+        config.connect_timeout = self.timeout.min(Duration::from_secs(5));
+        Ok(Client::new(config)?)
+    }
+
+    /// The client address of node `name` (default: the first node).
+    pub fn node(&self, name: Option<&str>) -> anyhow::Result<(String, SocketAddr)> {
+        match name {
+            None => self
+                .nodes
+                .first()
+                .cloned()
+                .context("the config has no nodes"),
+            Some(name) => self
+                .nodes
+                .iter()
+                .find(|(n, _)| n == name)
+                .cloned()
+                .with_context(|| {
+                    let known: Vec<&str> = self.nodes.iter().map(|(n, _)| n.as_str()).collect();
+                    format!("no node named `{name}` (nodes: {})", known.join(", "))
+                }),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The driver: the one task that owns paxos-core and executes its effects in order.
+//!
+//! Inputs arrive on channels (client proposals, peer messages, storage events, admin requests,
+//! a timer tick); each becomes one [`Event`] for [`Core::step`], and the resulting effects are
+//! executed at once, in order: persists go to the storage thread (which reports them durable
+//! after its group fsync), messages to the transport, committed values are applied to the
+//! store, and client writes are answered.
+//!
+//! Invariants:
+//! - A client write is answered only after its value committed AND was applied: paxos-core
+//!   emits `Reply::Committed { index }` and `Apply { index }` in the same step (in either
+//!   order); whichever comes second sends the store's outcome. Outcomes waiting for their
+//!   `Reply` live only until the end of the step, so nothing accumulates.
+//! - Nothing is sent that depends on a persist before it is durable: paxos-core defers such
+//!   messages itself until it receives `Event::Durable`.
+//! - The view the client handler reads (role, master, lease) is refreshed after every step.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use kv_store::{Store, UpdateOutcome};
+use paxos_core::{
+    Core, Effect, Event, Index, NodeId, NodeRole, ProposalId, RecoveredState, Reply, Time, Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{self, Job, StorageEvent};
+use crate::transport::Transport;
+use crate::wire::PeerMessage;
+
+/// How a client write ended.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// Committed and applied; the store's outcome.
+    Applied(UpdateOutcome),
+    /// This node is not master (the master it knows of, if any).
+    NotMaster(Option<NodeId>),
+    /// The cluster is read-only.
+    ReadOnly,
+    /// Refused: too many queued proposals or too large.
+    Overloaded,
+    /// Mastership was lost while in flight: it may or may not have been applied.
+    Indeterminate,
+    /// The node is stopping.
+    GoingDown,
+}
+
+/// Requests for the driver.
+#[derive(Debug)]
+pub enum Input {
+    /// Propose one encoded update.
+    Propose {
+        /// The encoded update.
+        payload: Vec<u8>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<WriteOutcome>,
+    },
+    /// A message from a peer.
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: PeerMessage,
+    },
+    /// Give up the master role (admin drop_master).
+    DropMaster,
+    /// Collapse now (admin), answering on `reply`.
+    Collapse {
+        /// Where the result goes.
+        reply: oneshot::Sender<Result<storage::CollapseReport, String>>,
+    },
+    /// Stop: fail what is pending, flush the log, return.
+    Shutdown,
+}
+
+/// What the client handler may read about the node's role without asking the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Role in the protocol.
+    pub role: NodeRole,
+    /// Known master.
+    pub master: Option<NodeId>,
+    /// Local monotonic time until which this node holds the lease (master only).
+    pub lease_expires: Option<Time>,
+    /// Committed index.
+    pub committed: Index,
+    /// Highest index in the log.
+    pub last_index: Index,
+}
+
+/// State shared between the driver and the client handler.
+#[derive(Debug)]
+pub struct Shared {
+    /// The store (written by the driver and the storage thread, read by client tasks).
+    pub store: Arc<RwLock<Store>>,
+    /// The role view.
+    pub view: Mutex<View>,
+    /// The zero of the node's monotonic clock.
+    pub clock_start: Instant,
+}
+
+impl Shared {
+    /// Monotonic time in nanoseconds since the node started.
+    pub fn now(&self) -> Time {
+        u64::try_from(self.clock_start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A copy of the current view.
+    pub fn view(&self) -> View {
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether this node may serve a consistent read now.
+    pub fn holds_lease(&self) -> bool {
+        let view = self.view();
+        view.role == NodeRole::Master && view.lease_expires.is_some_and(|t| self.now() < t)
+    }
+}
+
+struct PendingWrite {
+    reply: oneshot::Sender<WriteOutcome>,
+    committed_at: Option<Index>,
+}
+
+/// The driver task's state.
+pub struct Driver {
+    core: Core,
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    jobs: SyncSender<Job>,
+    pending: BTreeMap<u64, PendingWrite>,
+    /// Outcomes applied in the current step whose `Reply::Committed` has not come yet.
+    applied: BTreeMap<(Index, u64), UpdateOutcome>,
+    next_proposal: u64,
+    effects: Vec<Effect>,
+    entropy: RandomState,
+    entropy_counter: u64,
+    tick: Duration,
+    node_name: String,
+}
+
+impl Driver {
+    /// A driver around a constructed (not yet started) core.
+    pub fn new(
+        core: Core,
+        shared: Arc<Shared>,
+        transport: Arc<dyn Transport>,
+        jobs: SyncSender<Job>,
+        tick: Duration,
+        node_name: String,
+    ) -> Self {
+        Driver {
+            core,
+            shared,
+            transport,
+            jobs,
+            pending: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            next_proposal: 1,
+            effects: Vec::new(),
+            entropy: RandomState::new(),
+            entropy_counter: 0,
+            tick,
+            node_name,
+        }
+    }
+
+    /// Runs until [`Input::Shutdown`], the inputs close, or storage fails. Returns the storage
+    /// failure, if that was the reason.
+    pub async fn run(
+        mut self,
+        recovered: RecoveredState,
+        mut inputs: mpsc::Receiver<Input>,
+        mut storage_events: mpsc::UnboundedReceiver<StorageEvent>,
+    ) -> Result<(), String> {
+        self.step(Event::Start(recovered));
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                event = storage_events.recv() => match event {
+                    Some(StorageEvent::Failed(e)) => break Err(e),
+                    Some(event) => self.on_storage(event),
+                    None => break Err("the storage thread stopped".to_owned()),
+                },
+                input = inputs.recv() => match input {
+                    None | Some(Input::Shutdown) => break Ok(()),
+                    Some(input) => self.on_input(input),
+                },
+                _ = ticker.tick() => self.step(Event::Tick),
+            }
+            // Take whatever else is already queued before publishing the view.
+            for _ in 0..256 {
+                match inputs.try_recv() {
+                    Ok(Input::Shutdown) => {
+                        self.publish_view();
+                        return self.finish(Ok(()));
+                    }
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
+                }
+            }
+            self.publish_view();
+        };
+        self.finish(result)
+    }
+
+    fn finish(mut self, result: Result<(), String>) -> Result<(), String> {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            let _ = p.reply.send(WriteOutcome::GoingDown);
+        }
+        result
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Propose { payload, reply } => {
+                let id = self.next_proposal;
+                self.next_proposal += 1;
+                self.pending.insert(
+                    id,
+                    PendingWrite {
+                        reply,
+                        committed_at: None,
+                    },
+                );
+                self.step(Event::Propose {
+                    id: ProposalId(id),
+                    payload,
+                });
+            }
+            Input::Peer { from, msg } => self.on_peer(from, msg),
+            Input::DropMaster => self.step(Event::DropMaster),
+            Input::Collapse { reply } => self.submit(Job::Collapse {
+                force: true,
+                reply: Some(reply),
+            }),
+            Input::Shutdown => {}
+        }
+    }
+
+    fn on_peer(&mut self, from: NodeId, msg: PeerMessage) {
+        match msg {
+            PeerMessage::Paxos(msg) => self.step(Event::Message { from, msg }),
+            PeerMessage::SnapshotRequest { offset, len } => self.submit(Job::ServeSnapshot {
+                peer: from,
+                offset,
+                len,
+            }),
+            PeerMessage::SnapshotChunk {
+                index,
+                total,
+                offset,
+                data,
+            } => self.submit(Job::SnapshotChunk {
+                peer: from,
+                index,
+                total,
+                offset,
+                data,
+            }),
+            PeerMessage::NoSnapshot => self.submit(Job::NoSnapshot { peer: from }),
+        }
+    }
+
+    fn on_storage(&mut self, event: StorageEvent) {
+        match event {
+            StorageEvent::Durable(ticket) => self.step(Event::Durable { ticket }),
+            StorageEvent::CatchUpRead { peer, from, read } => {
+                self.step(Event::CatchUpRead { peer, from, read });
+            }
+            StorageEvent::Send(to, msg) => self.transport.send(to, msg),
+            StorageEvent::SnapshotInstalled(index) => {
+                self.step(Event::SnapshotInstalled { index });
+            }
+            StorageEvent::Failed(_) => {}
+        }
+    }
+
+    fn submit(&mut self, job: Job) {
+        // The storage thread's queue is bounded; blocking here is the back-pressure that keeps
+        // the driver from running ahead of the disk.
+        if self.jobs.send(job).is_err() {
+            tracing::error!("the storage thread is gone; the job is dropped");
+        }
+    }
+
+    fn step(&mut self, event: Event) {
+        let now = self.shared.now();
+        self.entropy_counter += 1;
+        let entropy = self.entropy.hash_one(self.entropy_counter);
+        let mut effects = std::mem::take(&mut self.effects);
+        if let Err(e) = self.core.step(now, entropy, event, &mut effects) {
+            tracing::error!("consensus core refused an event: {e}");
+        }
+        for effect in effects.drain(..) {
+            self.execute(effect);
+        }
+        self.effects = effects;
+        self.applied.clear();
+    }
+
+    fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Persist(p) => self.submit(Job::Persist(p)),
+            Effect::Send { to, msg } => self.transport.send(to, PeerMessage::Paxos(msg)),
+            Effect::Broadcast(msg) => self.transport.broadcast(PeerMessage::Paxos(msg)),
+            Effect::Apply { index, value } => self.apply(index, &value),
+            Effect::Reply { id, reply } => self.reply(id.0, reply),
+            Effect::BecameMaster => {
+                tracing::info!(node = %self.node_name, "became master");
+            }
+            Effect::StoppedBeingMaster => {
+                tracing::info!(node = %self.node_name, "stopped being master");
+            }
+            Effect::ServeCatchUp { peer, from, up_to } => {
+                self.submit(Job::CatchUp { peer, from, up_to });
+            }
+            Effect::FetchSnapshot { peer } => self.submit(Job::FetchSnapshot { peer }),
+        }
+    }
+
+    fn reply(&mut self, id: u64, reply: Reply) {
+        let outcome = match reply {
+            Reply::Committed { index } => {
+                if let Some(outcome) = self.applied.remove(&(index, id)) {
+                    if let Some(p) = self.pending.remove(&id) {
+                        let _ = p.reply.send(WriteOutcome::Applied(outcome));
+                    }
+                } else if let Some(p) = self.pending.get_mut(&id) {
+                    p.committed_at = Some(index);
+                }
+                return;
+            }
+            Reply::NotMaster { master } => WriteOutcome::NotMaster(master),
+            Reply::ReadOnly => WriteOutcome::ReadOnly,
+            Reply::Overloaded => WriteOutcome::Overloaded,
+            Reply::Indeterminate => WriteOutcome::Indeterminate,
+        };
+        if let Some(p) = self.pending.remove(&id) {
+            let _ = p.reply.send(outcome);
+        }
+    }
+
+    fn apply(&mut self, index: Index, value: &Value) {
+        let updates = storage::batch_updates(index, value);
+        let outcomes = {
+            let mut store = self
+                .shared
+                .store
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            store.apply_batch(index, &updates)
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(stale) => {
+                // Only after a snapshot install raced ahead of the core; the snapshot has it.
+                tracing::debug!("{stale}");
+                return;
+            }
+        };
+        if let Value::Batch(items) = value {
+            for (proposal, outcome) in items.iter().zip(outcomes) {
+                let id = proposal.id.0;
+                match self.pending.get(&id).map(|p| p.committed_at) {
+                    Some(Some(at)) if at == index => {
+                        if let Some(p) = self.pending.remove(&id) {
+                            let _ = p.reply.send(WriteOutcome::Applied(outcome));
+                        }
+                    }
+                    Some(None) => {
+                        self.applied.insert((index, id), outcome);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn publish_view(&self) {
+        let status = self.core.status();
+        let view = View {
+            role: status.role,
+            master: status.master,
+            lease_expires: self.core.lease_expires(),
+            committed: status.committed,
+            last_index: status.last_index,
+        };
+        *self
+            .shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = view;
+    }
+}

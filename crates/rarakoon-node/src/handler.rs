@@ -1,0 +1,663 @@
+//! The client handler: Arakoon's requests answered from this node's store and role.
+//!
+//! - Reads are served right here, from the shared store: `Consistent` only while this node is
+//!   master with a valid lease, `No_guarantees` always, `At_least i` once the store has applied
+//!   `i` (PROTOCOL.md §5, §6). A read-only cluster serves every read.
+//! - Writes are checked (value size, role, update size), encoded once, and proposed through
+//!   the driver; the answer comes after the update committed and was applied.
+//! - Admin operations: statistics, version, current state, collapse, drop master, flush store,
+//!   optimize/defrag (no-ops for an in-memory store, refused on the master like Arakoon),
+//!   copy_db_to_head (a forced collapse). Nursery and node catch-up opcodes are answered with
+//!   `E_NOT_SUPPORTED`: Rarakoon does not shard and its nodes catch up over their own protocol.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use kv_store::{KeyRange, Store, StoreError, UpdateResult};
+use paxos_core::{NodeId, NodeRole};
+use rarakoon_client::listener::{ConnectionInfo, Handler, Outcome};
+use rarakoon_client::{
+    Consistency, ErrorCode, ErrorReply, NamedValue, RangeQuery, Request, Response, Update,
+    Value as StatValue, VersionInfo,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::MasterMode;
+use crate::driver::{Input, Shared, WriteOutcome};
+use crate::payload;
+
+/// Static facts the handler needs.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// This node's name.
+    pub node_name: String,
+    /// Cluster id (for PING).
+    pub cluster_id: Bytes,
+    /// All node names, indexed by `NodeId`.
+    pub node_names: Vec<String>,
+    /// Master mode.
+    pub master_mode: MasterMode,
+    /// A value must be strictly smaller.
+    pub max_value_size: u64,
+    /// Largest encoded update.
+    pub max_request_size: u64,
+}
+
+/// The node's [`Handler`].
+#[derive(Debug)]
+pub struct NodeHandler {
+    config: HandlerConfig,
+    shared: Arc<Shared>,
+    inputs: mpsc::Sender<Input>,
+    started_unix: f64,
+    requests: AtomicU64,
+}
+
+type Answer = Result<Response, ErrorReply>;
+
+fn err(code: ErrorCode, message: impl Into<Bytes>) -> ErrorReply {
+    ErrorReply::new(code, message)
+}
+
+fn store_error(e: &StoreError) -> ErrorReply {
+    let code = i32::try_from(e.arakoon_code()).unwrap_or(0xFF);
+    ErrorReply::new(
+        ErrorCode::from_code(code),
+        Bytes::copy_from_slice(&e.wire_message()),
+    )
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn key_range(q: &RangeQuery) -> KeyRange<'_> {
+    KeyRange {
+        first: q.first.as_deref(),
+        first_inclusive: q.first_inclusive,
+        last: q.last.as_deref(),
+        last_inclusive: q.last_inclusive,
+    }
+}
+
+/// Converts a client update into the store's model; internal tags are refused (§7.2).
+pub fn to_store_update(update: Update) -> Result<kv_store::Update, ErrorReply> {
+    use kv_store::Update as S;
+    Ok(match update {
+        Update::Set { key, value } => S::Set { key, value },
+        Update::Delete { key } => S::Delete { key },
+        Update::TestAndSet {
+            key,
+            expected,
+            wanted,
+        } => S::TestAndSet {
+            key,
+            expected,
+            wanted,
+        },
+        Update::Sequence(members) => S::Sequence(
+            members
+                .into_iter()
+                .map(to_store_update)
+                .collect::<Result<_, _>>()?,
+        ),
+        Update::Nop => S::Nop,
+        Update::UserFunction { name, arg } => S::UserFunction {
+            name,
+            argument: arg,
+        },
+        Update::Assert { key, expected } => S::Assert { key, expected },
+        Update::DeletePrefix { prefix } => S::DeletePrefix { prefix },
+        Update::AssertExists { key } => S::AssertExists { key },
+        Update::Replace { key, wanted } => S::Replace { key, wanted },
+        Update::AssertRange { prefix, assertion } => {
+            let rarakoon_client::RangeAssertion::ContainsExactly(keys) = assertion;
+            S::AssertRange {
+                prefix,
+                assertion: kv_store::RangeAssertion::ContainsExactly(keys),
+            }
+        }
+        other => {
+            return Err(err(
+                ErrorCode::BadInput,
+                format!(
+                    "update tag {} is internal to the node and not accepted from clients",
+                    other.tag()
+                ),
+            ));
+        }
+    })
+}
+
+impl NodeHandler {
+    /// A handler for this node.
+    pub fn new(config: HandlerConfig, shared: Arc<Shared>, inputs: mpsc::Sender<Input>) -> Self {
+        NodeHandler {
+            config,
+            shared,
+            inputs,
+            started_unix: unix_now(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn name_of(&self, node: NodeId) -> Bytes {
+        self.config
+            .node_names
+            .get(node.index())
+            .map_or_else(|| Bytes::from(node.to_string()), |n| Bytes::from(n.clone()))
+    }
+
+    fn readonly(&self) -> bool {
+        self.config.master_mode == MasterMode::Readonly
+    }
+
+    /// The master this node would name: itself while it holds the lease, else the known one.
+    fn master_name(&self) -> Option<Bytes> {
+        if self.readonly() {
+            return Some(Bytes::from(self.config.node_name.clone()));
+        }
+        if self.shared.holds_lease() {
+            return Some(Bytes::from(self.config.node_name.clone()));
+        }
+        let view = self.shared.view();
+        if view.role == NodeRole::Master {
+            // Established but the lease lapsed: no master is valid right now.
+            return None;
+        }
+        view.master.map(|m| self.name_of(m))
+    }
+
+    fn not_master(&self) -> ErrorReply {
+        let name = self
+            .master_name()
+            .unwrap_or_else(|| Bytes::from_static(b"None"));
+        err(ErrorCode::NotMaster, name)
+    }
+
+    fn check_read(&self, consistency: Consistency) -> Result<(), ErrorReply> {
+        if self.readonly() {
+            return Ok(());
+        }
+        match consistency {
+            Consistency::Consistent => {
+                if self.shared.holds_lease() {
+                    Ok(())
+                } else {
+                    Err(self.not_master())
+                }
+            }
+            Consistency::NoGuarantees => Ok(()),
+            Consistency::AtLeast(i) => {
+                let applied = self.store().applied_index().unwrap_or(0);
+                if u64::try_from(i).is_ok_and(|i| applied < i) {
+                    Err(err(ErrorCode::InconsistentRead, "store not fresh enough"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.shared
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), ErrorReply> {
+        if value.len() as u64 >= self.config.max_value_size {
+            return Err(err(
+                ErrorCode::UnknownFailure,
+                format!(
+                    "value of {} bytes is not below max_value_size {}",
+                    value.len(),
+                    self.config.max_value_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), ErrorReply> {
+        if self.readonly() {
+            return Err(err(
+                ErrorCode::ReadOnly,
+                Bytes::from(self.config.node_name.clone()),
+            ));
+        }
+        if self.shared.view().role != NodeRole::Master {
+            return Err(self.not_master());
+        }
+        Ok(())
+    }
+
+    fn check_not_master(&self) -> Result<(), ErrorReply> {
+        if self.shared.view().role == NodeRole::Master {
+            return Err(err(
+                ErrorCode::NotSupported,
+                "Operation cannot be performed on master node",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Proposes one update and waits until it is committed and applied.
+    async fn write(&self, update: kv_store::Update) -> Result<UpdateResult, ErrorReply> {
+        self.check_writable()?;
+        let mut buf = BytesMut::new();
+        payload::encode_into(&update, &mut buf);
+        if buf.len() as u64 > self.config.max_request_size {
+            return Err(err(
+                ErrorCode::BadInput,
+                format!(
+                    "update has size {} > {}",
+                    buf.len(),
+                    self.config.max_request_size
+                ),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        let input = Input::Propose {
+            payload: buf.to_vec(),
+            reply: tx,
+        };
+        if self.inputs.send(input).await.is_err() {
+            return Err(ErrorReply::going_down());
+        }
+        match rx.await {
+            Ok(WriteOutcome::Applied(Ok(result))) => Ok(result),
+            Ok(WriteOutcome::Applied(Err(e))) => Err(store_error(&e)),
+            Ok(WriteOutcome::NotMaster(_)) => Err(self.not_master()),
+            Ok(WriteOutcome::ReadOnly) => Err(err(
+                ErrorCode::ReadOnly,
+                Bytes::from(self.config.node_name.clone()),
+            )),
+            Ok(WriteOutcome::Overloaded) => Err(err(
+                ErrorCode::UnknownFailure,
+                "the node is overloaded (too many writes queued, or the update is larger than a \
+                 Paxos value may be); retry later",
+            )),
+            Ok(WriteOutcome::Indeterminate) => Err(err(
+                ErrorCode::NoLongerMaster,
+                "lost master role during wait_for_accepteds while handling client request",
+            )),
+            Ok(WriteOutcome::GoingDown) | Err(_) => Err(ErrorReply::going_down()),
+        }
+    }
+
+    async fn unit_write(&self, update: kv_store::Update, response: Response) -> Answer {
+        self.write(update).await.map(|_| response)
+    }
+
+    fn old_value(result: UpdateResult) -> Option<Bytes> {
+        match result {
+            UpdateResult::OldValue(v) | UpdateResult::UserFunction(v) => v,
+            _ => None,
+        }
+    }
+
+    fn statistics(&self) -> NamedValue {
+        let float = |name: &'static str, v: f64| NamedValue::new(name, StatValue::Float(v));
+        let int = |name: &'static str| NamedValue::new(name, StatValue::Int(0));
+        let stat = |name: &'static str| {
+            NamedValue::new(
+                name,
+                StatValue::List(vec![
+                    NamedValue::new("n", StatValue::Int(0)),
+                    NamedValue::new("min", StatValue::Float(f64::MAX)),
+                    NamedValue::new("max", StatValue::Float(0.0)),
+                    NamedValue::new("m2", StatValue::Float(0.0)),
+                    NamedValue::new("avg", StatValue::Float(0.0)),
+                    NamedValue::new("var", StatValue::Float(0.0)),
+                ]),
+            )
+        };
+        let mut children = vec![float("start", self.started_unix), float("last", unix_now())];
+        for name in [
+            "avg_set_size",
+            "avg_get_size",
+            "avg_range_size",
+            "avg_range_entries_size",
+            "avg_rev_range_entries_size",
+            "avg_prefix_size",
+            "avg_del_prefix_size",
+        ] {
+            children.push(float(name, 0.0));
+        }
+        for name in [
+            "harvest_stats",
+            "set_info",
+            "get_info",
+            "del_info",
+            "seq_info",
+            "mget_info",
+            "mget_option_info",
+            "tas_info",
+            "replace_info",
+            "range_info",
+            "range_entries_info",
+            "rev_range_entries_info",
+            "prefix_info",
+            "delete_prefix_info",
+            "op_info",
+        ] {
+            children.push(stat(name));
+        }
+        let payload_kib = self.store().stats().payload_bytes as f64 / 1024.0;
+        children.push(float("mem_allocated", payload_kib));
+        for name in [
+            "mem_maxrss",
+            "mem_minor_collections",
+            "mem_major_collections",
+            "mem_compactions",
+        ] {
+            children.push(int(name));
+        }
+        let applied = self.store().applied_index().unwrap_or(0);
+        children.push(NamedValue::new(
+            "node_is",
+            StatValue::List(vec![NamedValue::new(
+                Bytes::from(self.config.node_name.clone()),
+                StatValue::Int64(i64::try_from(applied).unwrap_or(i64::MAX)),
+            )]),
+        ));
+        NamedValue::new("arakoon_stats", StatValue::List(children))
+    }
+
+    fn current_state(&self) -> &'static [u8] {
+        match self.shared.view().role {
+            NodeRole::Starting => b"Starting",
+            NodeRole::Follower => b"Slave_steady_state",
+            NodeRole::Candidate => b"Wait_for_promises",
+            NodeRole::MasterElect => b"Wait_for_accepteds",
+            NodeRole::Master => b"Stable_master",
+        }
+    }
+
+    async fn collapse(&self) -> Result<crate::storage::CollapseReport, ErrorReply> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .inputs
+            .send(Input::Collapse { reply: tx })
+            .await
+            .is_err()
+        {
+            return Err(ErrorReply::going_down());
+        }
+        match rx.await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(e)) => Err(err(ErrorCode::UnknownFailure, e)),
+            Err(_) => Err(ErrorReply::going_down()),
+        }
+    }
+
+    /// Answers one request (what [`Handler::handle`] calls).
+    pub async fn execute(&self, request: Request) -> Answer {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match request {
+            Request::Ping { cluster_id, .. } => {
+                if cluster_id != self.config.cluster_id {
+                    return Err(err(ErrorCode::WrongCluster, "Wrong cluster"));
+                }
+                Ok(Response::Ping(Bytes::from_static(b"Arakoon 1.9.0")))
+            }
+            Request::WhoMaster => Ok(Response::WhoMaster(self.master_name())),
+            Request::Exists { consistency, key } => {
+                self.check_read(consistency)?;
+                Ok(Response::Exists(self.store().exists(&key)))
+            }
+            Request::Get { consistency, key } => {
+                self.check_read(consistency)?;
+                let store = self.store();
+                let value = store.get_or_not_found(&key).map_err(|e| store_error(&e))?;
+                Ok(Response::Get(value.clone()))
+            }
+            Request::Range(q) => {
+                self.check_read(q.consistency)?;
+                Ok(Response::Range(self.store().range(&key_range(&q), q.max)))
+            }
+            Request::RangeEntries(q) => {
+                self.check_read(q.consistency)?;
+                Ok(Response::RangeEntries(
+                    self.store().range_entries(&key_range(&q), q.max),
+                ))
+            }
+            Request::RevRangeEntries(q) => {
+                self.check_read(q.consistency)?;
+                Ok(Response::RevRangeEntries(
+                    self.store().rev_range_entries(&key_range(&q), q.max),
+                ))
+            }
+            Request::PrefixKeys {
+                consistency,
+                prefix,
+                max,
+            } => {
+                self.check_read(consistency)?;
+                Ok(Response::PrefixKeys(self.store().prefix_keys(&prefix, max)))
+            }
+            Request::MultiGet { consistency, keys } => {
+                self.check_read(consistency)?;
+                let values = self.store().multi_get(&keys).map_err(|e| store_error(&e))?;
+                Ok(Response::MultiGet(values))
+            }
+            Request::MultiGetOption { consistency, keys } => {
+                self.check_read(consistency)?;
+                Ok(Response::MultiGetOption(
+                    self.store().multi_get_option(&keys),
+                ))
+            }
+            Request::Assert {
+                consistency,
+                key,
+                expected,
+            } => {
+                self.check_read(consistency)?;
+                self.store()
+                    .assert(&key, expected.as_deref())
+                    .map_err(|e| store_error(&e))?;
+                Ok(Response::Assert)
+            }
+            Request::AssertExists { consistency, key } => {
+                self.check_read(consistency)?;
+                self.store()
+                    .assert_exists(&key)
+                    .map_err(|e| store_error(&e))?;
+                Ok(Response::AssertExists)
+            }
+            Request::GetKeyCount => {
+                self.check_read(Consistency::Consistent)?;
+                let count = self.store().key_count();
+                Ok(Response::GetKeyCount(
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                ))
+            }
+            Request::Set { key, value } => {
+                self.check_value(&value)?;
+                self.unit_write(kv_store::Update::Set { key, value }, Response::Set)
+                    .await
+            }
+            Request::Confirm { key, value } => {
+                self.check_value(&value)?;
+                if self.shared.holds_lease() && self.store().get(&key).is_some_and(|v| *v == value)
+                {
+                    return Ok(Response::Confirm);
+                }
+                self.unit_write(kv_store::Update::Set { key, value }, Response::Confirm)
+                    .await
+            }
+            Request::Delete { key } => {
+                self.unit_write(kv_store::Update::Delete { key }, Response::Delete)
+                    .await
+            }
+            Request::TestAndSet {
+                key,
+                expected,
+                wanted,
+            } => {
+                if let Some(w) = &wanted {
+                    self.check_value(w)?;
+                }
+                let result = self
+                    .write(kv_store::Update::TestAndSet {
+                        key,
+                        expected,
+                        wanted,
+                    })
+                    .await?;
+                Ok(Response::TestAndSet(Self::old_value(result)))
+            }
+            Request::Replace { key, wanted } => {
+                if let Some(w) = &wanted {
+                    self.check_value(w)?;
+                }
+                let result = self
+                    .write(kv_store::Update::Replace { key, wanted })
+                    .await?;
+                Ok(Response::Replace(Self::old_value(result)))
+            }
+            Request::Sequence(updates) => {
+                let update = to_store_update(Update::Sequence(updates))?;
+                self.unit_write(update, Response::Sequence).await
+            }
+            Request::SyncedSequence(updates) => {
+                let update = to_store_update(Update::Sequence(updates))?;
+                self.unit_write(update, Response::SyncedSequence).await
+            }
+            Request::DeletePrefix { prefix } => {
+                let result = self
+                    .write(kv_store::Update::DeletePrefix { prefix })
+                    .await?;
+                let count = match result {
+                    UpdateResult::Count(n) => i32::try_from(n).unwrap_or(i32::MAX),
+                    _ => 0,
+                };
+                Ok(Response::DeletePrefix(count))
+            }
+            Request::UserFunction { name, arg } => {
+                let result = self
+                    .write(kv_store::Update::UserFunction {
+                        name,
+                        argument: arg,
+                    })
+                    .await?;
+                Ok(Response::UserFunction(Self::old_value(result)))
+            }
+            Request::Nop => self.unit_write(kv_store::Update::Nop, Response::Nop).await,
+            Request::ExpectProgressPossible => Ok(Response::ExpectProgressPossible(
+                self.shared.holds_lease() && self.store().applied_index().is_some(),
+            )),
+            Request::Statistics => Ok(Response::Statistics(self.statistics())),
+            Request::Version => Ok(Response::Version(VersionInfo {
+                major: 1,
+                minor: 9,
+                patch: 0,
+                info: Bytes::from(format!(
+                    "rarakoon {} (Arakoon 1.9 client protocol)\n",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            })),
+            Request::CurrentState => Ok(Response::CurrentState(Bytes::from_static(
+                self.current_state(),
+            ))),
+            Request::GetTxid => {
+                let applied = self.store().applied_index().unwrap_or(0);
+                Ok(Response::GetTxid(Consistency::AtLeast(
+                    i64::try_from(applied).unwrap_or(i64::MAX),
+                )))
+            }
+            Request::FlushStore => Ok(Response::FlushStore),
+            Request::CollapseTlogs { tlogs_to_keep } => {
+                if tlogs_to_keep < 1 {
+                    return Err(err(
+                        ErrorCode::UnknownFailure,
+                        format!("{tlogs_to_keep} is not acceptable"),
+                    ));
+                }
+                let report = self.collapse().await?;
+                Ok(Response::CollapseTlogs(match report.snapshot_index {
+                    None => Vec::new(),
+                    Some(index) => vec![
+                        i64::try_from(index).unwrap_or(i64::MAX),
+                        report.archived as i64,
+                        report.pruned as i64,
+                    ],
+                }))
+            }
+            Request::CopyDbToHead { tlogs_to_keep } => {
+                if tlogs_to_keep < 1 {
+                    return Err(err(
+                        ErrorCode::UnknownFailure,
+                        format!("tlogs_to_keep={tlogs_to_keep} is not acceptable"),
+                    ));
+                }
+                self.check_not_master()?;
+                self.collapse().await?;
+                Ok(Response::CopyDbToHead)
+            }
+            Request::OptimizeDb => {
+                self.check_not_master()?;
+                Ok(Response::OptimizeDb)
+            }
+            Request::DefragDb => {
+                self.check_not_master()?;
+                Ok(Response::DefragDb)
+            }
+            Request::DropMaster => {
+                if self.config.node_names.len() == 1 {
+                    return Err(err(
+                        ErrorCode::NotSupported,
+                        "drop master not supported for singletons",
+                    ));
+                }
+                if self.inputs.send(Input::DropMaster).await.is_err() {
+                    return Err(ErrorReply::going_down());
+                }
+                Ok(Response::DropMaster)
+            }
+            Request::GetDb => Err(err(
+                ErrorCode::NotSupported,
+                "get_db: Rarakoon has no Tokyo Cabinet store file; use `admin collapse` and \
+                 copy the head snapshot instead",
+            )),
+            Request::UserHook { consistency, name } => {
+                self.check_read(consistency)?;
+                Err(err(ErrorCode::UserHookNotFound, name))
+            }
+            Request::GetInterval => {
+                self.check_read(Consistency::Consistent)?;
+                Ok(Response::GetInterval(rarakoon_client::Interval::default()))
+            }
+            Request::GetRouting => Err(ErrorReply::not_found()),
+            Request::SetInterval(_)
+            | Request::SetRouting(_)
+            | Request::SetRoutingDelta { .. }
+            | Request::SetNurseryCfg { .. }
+            | Request::GetNurseryCfg
+            | Request::MigrateRange { .. }
+            | Request::GetFringe { .. } => Err(err(
+                ErrorCode::NotSupported,
+                "nursery (sharding) operations are not supported by Rarakoon",
+            )),
+            Request::LastEntries { .. }
+            | Request::LastEntries2 { .. }
+            | Request::LastEntries3 { .. } => Err(err(
+                ErrorCode::NotSupported,
+                "node catch-up over the client port is not supported; Rarakoon nodes use their \
+                 own protocol",
+            )),
+        }
+    }
+}
+
+impl Handler for NodeHandler {
+    async fn handle(&self, _connection: &ConnectionInfo, request: Request) -> Outcome {
+        Outcome::new(self.execute(request).await)
+    }
+}

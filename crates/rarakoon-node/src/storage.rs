@@ -1,0 +1,865 @@
+//! Disk: start-up recovery, and the storage thread that owns the write-ahead log.
+//!
+//! Start-up ([`recover`]): load the head snapshot into a fresh store, replay the WAL after it
+//! (applying every entry up to the highest committed index recorded), and hand the accepted
+//! entries above that index, with the durable promise, to paxos-core.
+//!
+//! The storage thread ([`StorageThread`]) is the only code that touches the WAL. It takes
+//! [`Job`]s from the driver and works in rounds: it drains every job queued while the previous
+//! round's fsync ran, writes all their entries, issues ONE fsync, and only then reports the
+//! highest persist ticket durable (group commit). It also serves catch-up reads and snapshot
+//! chunks, receives a peer's snapshot, and runs the Collapser when enough entries accumulated.
+//!
+//! Invariants:
+//! - A ticket is reported durable only after the fsync that covers its entries (or, with
+//!   `fsync = false`, after the write).
+//! - Entries are appended contiguously; an entry at an index the log already holds replaces
+//!   that entry and everything after it (Paxos may overwrite an uncommitted tail).
+//! - Installing a received snapshot replaces the store only if the store is behind it, under the
+//!   store's write lock, so an apply running at the same time is never lost.
+//! - Any WAL error is fatal: the thread reports it and stops; the node shuts down rather than
+//!   acknowledge anything it might not have written.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kv_store::{SnapshotLoader, Store, Update, UserFunctionRegistry};
+use paxos_core::{CatchUpRead, Index, LogEntry, NodeId, Persist, RecoveredState, Value};
+use tokio::sync::mpsc::UnboundedSender;
+use wire_codec::rkyv::util::AlignedVec;
+use write_ahead_log::{
+    Collapser, CollapserConfig, FileSystem, SnapshotConfig, SnapshotReceiver, SnapshotSource,
+    SnapshotStream, StdFs, Wal, WalConfig, WalError,
+};
+
+use crate::payload;
+use crate::promise;
+use crate::wire::{PeerMessage, SNAPSHOT_CHUNK_BYTES, StoredEntry};
+
+/// The directory of the WAL (and head snapshot) inside a node's home directory.
+pub const WAL_DIR: &str = "wal";
+/// Most entry bytes read for one catch-up answer (at least one entry is always read).
+const CATCH_UP_READ_BYTES: usize = 8 * 1024 * 1024;
+/// Most jobs handled in one round (bounds the latency of the round's fsync).
+const MAX_JOBS_PER_ROUND: usize = 4096;
+/// A snapshot chunk not received within this time is asked for again.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(2);
+
+/// A storage failure: start-up cannot proceed, or the WAL failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The WAL or snapshot failed (the message names the file and offset).
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The promise file failed.
+    #[error(transparent)]
+    Promise(#[from] promise::PromiseError),
+    /// A WAL record could not be decoded.
+    #[error(
+        "write-ahead log {} entry {index} cannot be decoded ({reason}); run \
+         `rarakoon-bin wal verify {}` to see the damage",
+        dir.display(),
+        dir.display()
+    )]
+    BadEntry {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The entry's index.
+        index: Index,
+        /// Why.
+        reason: String,
+    },
+    /// The snapshot could not be loaded into the store.
+    #[error("head snapshot in {} cannot be loaded: {reason}", dir.display())]
+    BadSnapshot {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Entries to persist do not follow the log (a bug; refusing protects the log).
+    #[error("cannot persist entry {index}: the write-ahead log expects {expected}")]
+    Gap {
+        /// Index offered.
+        index: Index,
+        /// Index expected.
+        expected: Index,
+    },
+}
+
+/// Settings the storage needs, derived from the node's config.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The node's home directory.
+    pub home: PathBuf,
+    /// WAL settings.
+    pub wal: WalConfig,
+    /// Collapser settings.
+    pub collapser: CollapserConfig,
+    /// fsync before reporting durable.
+    pub fsync: bool,
+}
+
+impl StorageConfig {
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.home.join(WAL_DIR)
+    }
+}
+
+/// What start-up recovered.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The store, with every committed entry applied.
+    pub store: Store,
+    /// The state for paxos-core.
+    pub state: RecoveredState,
+    /// The opened WAL.
+    pub wal: Wal,
+    /// Index of the loaded head snapshot, if any.
+    pub snapshot_index: Option<Index>,
+}
+
+/// Decodes a WAL record.
+pub fn decode_entry(
+    bytes: &[u8],
+    scratch: &mut AlignedVec,
+) -> Result<StoredEntry, wire_codec::DecodeError> {
+    wire_codec::decode_payload(bytes, scratch)
+}
+
+/// Decodes the client updates of a batch value (a payload that does not decode is logged and
+/// applied as a no-op: it was committed, so skipping it is the same on every node).
+pub fn batch_updates(index: Index, value: &Value) -> Vec<Update> {
+    match value {
+        Value::Master { .. } => Vec::new(),
+        Value::Batch(items) => items
+            .iter()
+            .map(|p| {
+                payload::decode(Bytes::copy_from_slice(&p.payload)).unwrap_or_else(|e| {
+                    tracing::error!(
+                        index,
+                        "committed update cannot be decoded, applied as a no-op: {e}"
+                    );
+                    Update::Nop
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Loads the head snapshot and replays the WAL after it. See the module documentation.
+pub fn recover(
+    config: &StorageConfig,
+    user_functions: Arc<UserFunctionRegistry>,
+) -> Result<Recovered, StorageError> {
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let dir = config.wal_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+        op: "create directory",
+        path: dir.clone(),
+        source,
+    })?;
+    let head = write_ahead_log::head_snapshot_path(&dir);
+    let snapshot_index = write_ahead_log::read_snapshot_index(fs.as_ref(), &head)?;
+    let mut loader = SnapshotLoader::new(snapshot_index.unwrap_or(0));
+    let mut load_error = None;
+    let recovered = write_ahead_log::recover(
+        Arc::clone(&fs),
+        &dir,
+        config.wal.clone(),
+        &config.collapser.snapshot,
+        &mut |k, v| {
+            loader.push(k, v).map_err(|e| {
+                let msg = e.to_string();
+                load_error = Some(msg.clone());
+                std::io::Error::other(msg)
+            })
+        },
+    );
+    if let Some(reason) = load_error {
+        return Err(StorageError::BadSnapshot { dir, reason });
+    }
+    let write_ahead_log::Recovered { wal, snapshot } = recovered?;
+    if let Some(torn) = &wal.recovery_report().torn_tail {
+        tracing::warn!(
+            file = %torn.path.display(),
+            offset = torn.offset,
+            dropped_bytes = torn.dropped_bytes,
+            reason = %torn.reason,
+            "repaired a torn write at the end of the write-ahead log (an unfinished write from \
+             before the last stop; nothing acknowledged is lost)"
+        );
+    }
+    let snapshot_index = snapshot.map(|s| s.index);
+    let mut store = if snapshot_index.is_some() {
+        loader.finish(Arc::clone(&user_functions))
+    } else {
+        Store::new(user_functions)
+    };
+
+    let base = snapshot_index.unwrap_or(0);
+    let last = wal.last_index().unwrap_or(base);
+    let mut committed = base;
+    let mut pending: Vec<LogEntry> = Vec::new();
+    let mut scratch = AlignedVec::new();
+    let mut next = base + 1;
+    if let Some(first) = wal.first_index() {
+        next = next.max(first);
+    }
+    while next <= last {
+        let entries = wal.read(next, last, CATCH_UP_READ_BYTES)?;
+        if entries.is_empty() {
+            break;
+        }
+        for entry in entries {
+            let stored =
+                decode_entry(&entry.bytes, &mut scratch).map_err(|e| StorageError::BadEntry {
+                    dir: dir.clone(),
+                    index: entry.index,
+                    reason: e.to_string(),
+                })?;
+            committed = committed.max(stored.committed.min(last));
+            pending.push(stored.into_log_entry(entry.index));
+            next = entry.index + 1;
+            apply_up_to(&mut store, &mut pending, committed);
+        }
+    }
+    apply_up_to(&mut store, &mut pending, committed);
+    let promised = promise::load(&config.home)?;
+    tracing::info!(
+        snapshot = ?snapshot_index,
+        committed,
+        uncommitted = pending.len(),
+        keys = store.key_count(),
+        "recovered from disk"
+    );
+    Ok(Recovered {
+        store,
+        state: RecoveredState {
+            promised,
+            committed,
+            entries: pending,
+        },
+        wal,
+        snapshot_index,
+    })
+}
+
+/// Applies (and removes) the entries of `pending` up to `committed`.
+fn apply_up_to(store: &mut Store, pending: &mut Vec<LogEntry>, committed: Index) {
+    let n = pending.iter().take_while(|e| e.index <= committed).count();
+    for entry in pending.drain(..n) {
+        let updates = batch_updates(entry.index, &entry.value);
+        if let Err(stale) = store.apply_batch(entry.index, &updates) {
+            tracing::debug!("replay skipped an entry the snapshot covers: {stale}");
+        }
+    }
+}
+
+/// The store as the Collapser sees it.
+struct StoreSource<'a>(&'a Store);
+
+impl SnapshotSource for StoreSource<'_> {
+    fn applied_index(&self) -> u64 {
+        self.0.applied_index().unwrap_or(0)
+    }
+
+    fn for_each_pair(
+        &self,
+        sink: &mut (dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + '_),
+    ) -> std::io::Result<()> {
+        self.0.for_each_pair(|k, v| sink(k, v))
+    }
+}
+
+/// Work for the storage thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Write, then report the ticket durable.
+    Persist(Persist),
+    /// Read committed values for a peer.
+    CatchUp {
+        /// The peer.
+        peer: NodeId,
+        /// First index.
+        from: Index,
+        /// Last index.
+        up_to: Index,
+    },
+    /// Run the Collapser (forced: regardless of the threshold); answer on `reply`.
+    Collapse {
+        /// Ignore the threshold.
+        force: bool,
+        /// Where to send a summary.
+        reply: Option<tokio::sync::oneshot::Sender<Result<CollapseReport, String>>>,
+    },
+    /// A peer asks for a snapshot chunk.
+    ServeSnapshot {
+        /// The peer.
+        peer: NodeId,
+        /// Offset.
+        offset: u64,
+        /// Length wanted.
+        len: u32,
+    },
+    /// Fetch and install `peer`'s head snapshot.
+    FetchSnapshot {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// A chunk of the snapshot being fetched.
+    SnapshotChunk {
+        /// Sender.
+        peer: NodeId,
+        /// Snapshot index.
+        index: Index,
+        /// File size.
+        total: u64,
+        /// Offset.
+        offset: u64,
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// The peer asked has no snapshot.
+    NoSnapshot {
+        /// The peer.
+        peer: NodeId,
+    },
+}
+
+/// What a collapse did, for the admin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollapseReport {
+    /// The new snapshot's index, if one was written.
+    pub snapshot_index: Option<Index>,
+    /// Segments archived.
+    pub archived: usize,
+    /// Segments removed.
+    pub pruned: usize,
+}
+
+/// What the storage thread tells the driver.
+#[derive(Debug)]
+pub enum StorageEvent {
+    /// Every persist up to this ticket is durable.
+    Durable(u64),
+    /// A catch-up read for a peer.
+    CatchUpRead {
+        /// The peer.
+        peer: NodeId,
+        /// First index asked.
+        from: Index,
+        /// What was read.
+        read: CatchUpRead,
+    },
+    /// A message to send to a peer (snapshot transfer).
+    Send(NodeId, PeerMessage),
+    /// A fetched snapshot is installed; the store reflects `index`.
+    SnapshotInstalled(Index),
+    /// The WAL failed; the node must stop.
+    Failed(String),
+}
+
+struct Fetch {
+    peer: NodeId,
+    receiver: Option<SnapshotReceiver>,
+    index: Option<Index>,
+    next_offset: u64,
+    asked_at: Instant,
+}
+
+/// The storage thread's state.
+pub struct StorageThread {
+    config: StorageConfig,
+    wal: Wal,
+    store: Arc<RwLock<Store>>,
+    user_functions: Arc<UserFunctionRegistry>,
+    collapser: Collapser,
+    events: UnboundedSender<StorageEvent>,
+    scratch: AlignedVec,
+    record: bytes::BytesMut,
+    entries_since_collapse_check: u64,
+    serving: Vec<(NodeId, SnapshotStream, u64)>,
+    fetch: Option<Fetch>,
+}
+
+impl StorageThread {
+    /// Prepares the thread's state (run it with [`StorageThread::run`] on its own thread).
+    pub fn new(
+        config: StorageConfig,
+        wal: Wal,
+        store: Arc<RwLock<Store>>,
+        user_functions: Arc<UserFunctionRegistry>,
+        events: UnboundedSender<StorageEvent>,
+    ) -> Self {
+        let collapser = Collapser::new(config.collapser.clone());
+        StorageThread {
+            config,
+            wal,
+            store,
+            user_functions,
+            collapser,
+            events,
+            scratch: AlignedVec::new(),
+            record: bytes::BytesMut::new(),
+            entries_since_collapse_check: 0,
+            serving: Vec::new(),
+            fetch: None,
+        }
+    }
+
+    /// Works until the job channel closes or the WAL fails.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            let first = match jobs.recv_timeout(SNAPSHOT_RETRY / 2) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retry_fetch();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut round = vec![first];
+            while round.len() < MAX_JOBS_PER_ROUND {
+                match jobs.try_recv() {
+                    Ok(job) => round.push(job),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.round(round) {
+                tracing::error!("storage failed: {e}");
+                let _ = self.events.send(StorageEvent::Failed(e.to_string()));
+                return;
+            }
+            self.retry_fetch();
+        }
+        if let Err(e) = self.wal.sync() {
+            tracing::error!("final write-ahead log sync failed: {e}");
+        }
+    }
+
+    fn round(&mut self, jobs: Vec<Job>) -> Result<(), StorageError> {
+        let mut durable = None;
+        for job in jobs {
+            match job {
+                Job::Persist(p) => {
+                    self.persist(&p)?;
+                    durable = Some(p.ticket);
+                }
+                Job::CatchUp { peer, from, up_to } => {
+                    let read = self.catch_up_read(from, up_to)?;
+                    let _ = self
+                        .events
+                        .send(StorageEvent::CatchUpRead { peer, from, read });
+                }
+                Job::Collapse { force, reply } => {
+                    let result = self.collapse(force);
+                    match (reply, result) {
+                        (Some(reply), Ok(report)) => {
+                            let _ = reply.send(Ok(report));
+                        }
+                        (Some(reply), Err(e)) => {
+                            let msg = e.to_string();
+                            let _ = reply.send(Err(msg));
+                            return Err(e);
+                        }
+                        (None, Ok(_)) => {}
+                        (None, Err(e)) => return Err(e),
+                    }
+                }
+                Job::ServeSnapshot { peer, offset, len } => self.serve_snapshot(peer, offset, len),
+                Job::FetchSnapshot { peer } => self.start_fetch(peer),
+                Job::SnapshotChunk {
+                    peer,
+                    index,
+                    total,
+                    offset,
+                    data,
+                } => self.on_chunk(peer, index, total, offset, &data)?,
+                Job::NoSnapshot { peer } => {
+                    if self.fetch.as_ref().is_some_and(|f| f.peer == peer) {
+                        tracing::warn!(%peer, "peer has no snapshot to send; will ask again");
+                    }
+                }
+            }
+        }
+        if let Some(ticket) = durable {
+            if self.config.fsync {
+                self.wal.sync()?;
+            }
+            let _ = self.events.send(StorageEvent::Durable(ticket));
+        }
+        if self.entries_since_collapse_check >= self.check_every() {
+            self.entries_since_collapse_check = 0;
+            self.collapse(false)?;
+        }
+        Ok(())
+    }
+
+    fn check_every(&self) -> u64 {
+        (self.config.collapser.threshold_entries / 16).max(1)
+    }
+
+    fn persist(&mut self, p: &Persist) -> Result<(), StorageError> {
+        if let Some(ballot) = p.promise {
+            promise::store(&self.config.home, ballot)?;
+        }
+        let Some(first) = p.entries.first() else {
+            return Ok(());
+        };
+        // Entries a received snapshot already covers are not written again.
+        let floor = self.wal.first_index().map_or(0, |f| f.saturating_sub(1));
+        let mut start = first.index;
+        if let Some(next) = self.wal.next_index() {
+            if start < next {
+                if start > floor {
+                    self.wal.truncate_after(start - 1)?;
+                }
+            } else if start > next {
+                return Err(StorageError::Gap {
+                    index: start,
+                    expected: next,
+                });
+            }
+        }
+        for entry in &p.entries {
+            if entry.index <= floor && self.wal.next_index().is_some() {
+                start = entry.index + 1;
+                continue;
+            }
+            let stored = StoredEntry {
+                ballot: entry.ballot,
+                committed: p.committed,
+                value: entry.value.clone(),
+            };
+            self.record.clear();
+            wire_codec::encode_payload_into(&stored, &mut self.scratch, &mut self.record, u32::MAX)
+                .map_err(|e| StorageError::BadEntry {
+                    dir: self.config.wal_dir(),
+                    index: entry.index,
+                    reason: e.to_string(),
+                })?;
+            let bytes = &self.record[wire_codec::LENGTH_PREFIX..];
+            self.wal.append([(entry.index, bytes)])?;
+            self.entries_since_collapse_check += 1;
+        }
+        let _ = start;
+        Ok(())
+    }
+
+    fn catch_up_read(&mut self, from: Index, up_to: Index) -> Result<CatchUpRead, StorageError> {
+        let first = self.wal.first_index();
+        if first.is_none_or(|f| from < f) {
+            let head = write_ahead_log::head_snapshot_path(&self.config.wal_dir());
+            if let Some(snapshot_index) =
+                write_ahead_log::read_snapshot_index(self.wal.fs().as_ref(), &head)?
+                && snapshot_index >= from
+            {
+                return Ok(CatchUpRead::Pruned { snapshot_index });
+            }
+            if first.is_none() {
+                return Ok(CatchUpRead::Values(Vec::new()));
+            }
+        }
+        let last = self.wal.last_index().unwrap_or(0);
+        if from > last {
+            return Ok(CatchUpRead::Values(Vec::new()));
+        }
+        let entries = self.wal.read(from, up_to.min(last), CATCH_UP_READ_BYTES)?;
+        let mut values = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let stored = decode_entry(&entry.bytes, &mut self.scratch).map_err(|e| {
+                StorageError::BadEntry {
+                    dir: self.config.wal_dir(),
+                    index: entry.index,
+                    reason: e.to_string(),
+                }
+            })?;
+            values.push(stored.value);
+        }
+        Ok(CatchUpRead::Values(values))
+    }
+
+    fn collapse(&mut self, force: bool) -> Result<CollapseReport, StorageError> {
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        if store.applied_index().is_none() {
+            return Ok(CollapseReport {
+                snapshot_index: None,
+                archived: 0,
+                pruned: 0,
+            });
+        }
+        let source = StoreSource(&store);
+        let outcome = if force {
+            self.collapser.force(&mut self.wal, &source)?
+        } else {
+            self.collapser.run_once(&mut self.wal, &source)?
+        };
+        drop(store);
+        Ok(match outcome {
+            write_ahead_log::CollapseOutcome::NotNeeded { .. } => CollapseReport {
+                snapshot_index: None,
+                archived: 0,
+                pruned: 0,
+            },
+            write_ahead_log::CollapseOutcome::Collapsed {
+                snapshot,
+                archived,
+                pruned,
+            } => CollapseReport {
+                snapshot_index: Some(snapshot.index),
+                archived,
+                pruned,
+            },
+        })
+    }
+
+    fn serve_snapshot(&mut self, peer: NodeId, offset: u64, len: u32) {
+        let len = len.clamp(1, SNAPSHOT_CHUNK_BYTES) as usize;
+        let existing = self
+            .serving
+            .iter()
+            .position(|(p, _, sent)| *p == peer && *sent == offset && offset != 0);
+        let slot = match existing {
+            Some(i) => i,
+            None => {
+                self.serving.retain(|(p, _, _)| *p != peer);
+                match self.open_stream_at(offset) {
+                    Ok(Some(stream)) => {
+                        self.serving.push((peer, stream, offset));
+                        self.serving.len() - 1
+                    }
+                    Ok(None) => {
+                        let _ = self
+                            .events
+                            .send(StorageEvent::Send(peer, PeerMessage::NoSnapshot));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, "cannot open head snapshot for a peer: {e}");
+                        return;
+                    }
+                }
+            }
+        };
+        let (_, stream, sent) = &mut self.serving[slot];
+        let index = stream.index();
+        let total = stream.total_len();
+        match stream.next_chunk(len) {
+            Ok(chunk) => {
+                let data = chunk.unwrap_or_default();
+                *sent += data.len() as u64;
+                let done = *sent >= total;
+                let _ = self.events.send(StorageEvent::Send(
+                    peer,
+                    PeerMessage::SnapshotChunk {
+                        index,
+                        total,
+                        offset,
+                        data,
+                    },
+                ));
+                if done {
+                    self.serving.retain(|(p, _, _)| *p != peer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "cannot read head snapshot for a peer: {e}");
+                self.serving.retain(|(p, _, _)| *p != peer);
+            }
+        }
+    }
+
+    /// Opens the head snapshot and skips to `offset` (a retry after a lost chunk).
+    fn open_stream_at(&self, offset: u64) -> Result<Option<SnapshotStream>, WalError> {
+        let Some(mut stream) =
+            SnapshotStream::open(self.wal.fs().as_ref(), &self.config.wal_dir())?
+        else {
+            return Ok(None);
+        };
+        let mut skipped = 0;
+        while skipped < offset {
+            let step = (offset - skipped).min(u64::from(SNAPSHOT_CHUNK_BYTES)) as usize;
+            match stream.next_chunk(step)? {
+                Some(c) => skipped += c.len() as u64,
+                None => break,
+            }
+        }
+        Ok(Some(stream))
+    }
+
+    fn start_fetch(&mut self, peer: NodeId) {
+        tracing::info!(%peer, "fetching the head snapshot of a peer (the log entries needed were pruned there)");
+        self.fetch = Some(Fetch {
+            peer,
+            receiver: None,
+            index: None,
+            next_offset: 0,
+            asked_at: Instant::now(),
+        });
+        self.ask(peer, 0);
+    }
+
+    fn ask(&self, peer: NodeId, offset: u64) {
+        let _ = self.events.send(StorageEvent::Send(
+            peer,
+            PeerMessage::SnapshotRequest {
+                offset,
+                len: SNAPSHOT_CHUNK_BYTES,
+            },
+        ));
+    }
+
+    fn retry_fetch(&mut self) {
+        if let Some(f) = &mut self.fetch
+            && f.asked_at.elapsed() >= SNAPSHOT_RETRY
+        {
+            f.asked_at = Instant::now();
+            let (peer, offset) = (f.peer, f.next_offset);
+            self.ask(peer, offset);
+        }
+    }
+
+    fn on_chunk(
+        &mut self,
+        peer: NodeId,
+        index: Index,
+        total: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let Some(fetch) = &mut self.fetch else {
+            return Ok(());
+        };
+        if fetch.peer != peer {
+            return Ok(());
+        }
+        if fetch.index.is_some_and(|i| i != index) || (offset == 0 && fetch.next_offset != 0) {
+            // The peer collapsed again meanwhile: start over with its new snapshot.
+            fetch.receiver = None;
+            fetch.next_offset = 0;
+            fetch.index = None;
+        }
+        if offset != fetch.next_offset {
+            return Ok(());
+        }
+        if fetch.receiver.is_none() {
+            fetch.receiver = Some(SnapshotReceiver::begin(
+                Arc::clone(self.wal.fs()),
+                &self.config.wal_dir(),
+                self.config.collapser.snapshot.clone(),
+            )?);
+            fetch.index = Some(index);
+        }
+        if let Some(receiver) = &mut fetch.receiver {
+            receiver.push(data)?;
+        }
+        fetch.next_offset += data.len() as u64;
+        fetch.asked_at = Instant::now();
+        if fetch.next_offset < total && !data.is_empty() {
+            let next = fetch.next_offset;
+            self.ask(peer, next);
+            return Ok(());
+        }
+        let Some(receiver) = self.fetch.take().and_then(|f| f.receiver) else {
+            return Ok(());
+        };
+        match receiver.finish() {
+            Ok(info) => self.install(info.index),
+            Err(e) => {
+                tracing::warn!(%peer, "received snapshot is invalid, asking again: {e}");
+                self.start_fetch(peer);
+                Ok(())
+            }
+        }
+    }
+
+    /// Loads the just-received head snapshot into the store (if the store is behind it) and
+    /// restarts the log after it, keeping any accepted entries above it.
+    fn install(&mut self, index: Index) -> Result<(), StorageError> {
+        let dir = self.config.wal_dir();
+        let mut loader = SnapshotLoader::new(index);
+        let mut load_error = None;
+        let head = write_ahead_log::head_snapshot_path(&dir);
+        write_ahead_log::load_snapshot(
+            self.wal.fs().as_ref(),
+            &head,
+            &self.config.collapser.snapshot,
+            &mut |k, v| {
+                loader.push(k, v).map_err(|e| {
+                    load_error = Some(e.to_string());
+                    std::io::Error::other("bad pair")
+                })
+            },
+        )?;
+        if let Some(reason) = load_error {
+            return Err(StorageError::BadSnapshot { dir, reason });
+        }
+        let fresh = loader.finish(Arc::clone(&self.user_functions));
+        {
+            let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+            if store.applied_index().is_none_or(|a| a < index) {
+                *store = fresh;
+            }
+        }
+        let keep = match self.wal.last_index() {
+            Some(last)
+                if last > index && self.wal.first_index().is_some_and(|f| f <= index + 1) =>
+            {
+                self.wal.read(index + 1, last, usize::MAX)?
+            }
+            _ => Vec::new(),
+        };
+        self.wal.reset_after_snapshot(index)?;
+        if !keep.is_empty() {
+            self.wal
+                .append(keep.iter().map(|e| (e.index, e.bytes.as_ref())))?;
+        }
+        self.wal.sync()?;
+        tracing::info!(index, "installed a peer's head snapshot");
+        let _ = self.events.send(StorageEvent::SnapshotInstalled(index));
+        Ok(())
+    }
+}
+
+/// Builds the storage config of a node.
+pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) -> StorageConfig {
+    let compressor = match node.compressor {
+        crate::config::Compressor::Zstd => write_ahead_log::Compressor::Zstd,
+        crate::config::Compressor::None => write_ahead_log::Compressor::None,
+    };
+    let segment = node.segment_size_bytes.min(1 << 31);
+    let wal = WalConfig {
+        max_entry_bytes,
+        segment_target_bytes: segment,
+        max_segment_bytes: (segment + u64::from(max_entry_bytes) + (1 << 20))
+            .min(u64::from(u32::MAX)),
+        compressor,
+        ..WalConfig::default()
+    };
+    let snapshot = SnapshotConfig {
+        max_chunk_bytes: (node.max_request_size as u32)
+            .saturating_mul(2)
+            .max(64 << 20),
+        ..SnapshotConfig::default()
+    };
+    StorageConfig {
+        home: node.home_dir.clone(),
+        wal,
+        collapser: CollapserConfig {
+            threshold_entries: node.collapse_threshold_entries,
+            segments_to_keep: node.segments_to_keep as usize,
+            snapshot,
+        },
+        fsync: node.fsync,
+    }
+}
+
+/// The path of a node's WAL directory.
+pub fn wal_dir(home: &Path) -> PathBuf {
+    home.join(WAL_DIR)
+}

@@ -1,0 +1,148 @@
+//! What the node writes to its WAL and sends to its peers, as rkyv archives.
+//!
+//! - [`StoredEntry`]: one WAL record: the Paxos log entry (ballot and value) plus the committed
+//!   index known when it was written. Start-up takes the highest recorded committed index as
+//!   the point up to which entries are applied; a lower value than the truth is safe (the
+//!   entries above it are handed to paxos-core as accepted, and it learns their commit again).
+//! - [`PeerMessage`]: everything nodes say to each other: Paxos messages, and the head-snapshot
+//!   transfer for a peer that must catch up past pruned log entries (pull-based, one chunk per
+//!   request, so a dropped message only costs a retry and memory stays bounded).
+//!
+//! Both travel through `wire-codec`'s validated decoding; [`PeerMessage::check`] bounds every
+//! size a peer controls.
+
+use paxos_core::{Ballot, Index, LogEntry, Message, Value};
+use wire_codec::WireMessage;
+use wire_codec::rkyv::{Archive, Deserialize, Serialize};
+
+/// Largest snapshot chunk asked for or accepted in one message.
+pub const SNAPSHOT_CHUNK_BYTES: u32 = 1024 * 1024;
+
+/// One WAL record.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(crate = wire_codec::rkyv)]
+pub struct StoredEntry {
+    /// Ballot the value was accepted in (zero for values learned through catch-up).
+    pub ballot: Ballot,
+    /// Committed index known when the record was written.
+    pub committed: Index,
+    /// The value.
+    pub value: Value,
+}
+
+impl WireMessage for StoredEntry {}
+
+impl StoredEntry {
+    /// The Paxos log entry at `index`.
+    pub fn into_log_entry(self, index: Index) -> LogEntry {
+        LogEntry {
+            index,
+            ballot: self.ballot,
+            value: self.value,
+        }
+    }
+}
+
+/// A message between two nodes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(crate = wire_codec::rkyv)]
+pub enum PeerMessage {
+    /// A Paxos message, for the core.
+    Paxos(Message),
+    /// "Send me `len` bytes of your head snapshot from `offset`" (offset 0 starts a transfer).
+    SnapshotRequest {
+        /// Byte offset in the snapshot file.
+        offset: u64,
+        /// Bytes wanted (at most [`SNAPSHOT_CHUNK_BYTES`]).
+        len: u32,
+    },
+    /// A part of the sender's head snapshot.
+    SnapshotChunk {
+        /// The index the snapshot covers (a transfer restarts if this changes).
+        index: Index,
+        /// Size of the whole snapshot file.
+        total: u64,
+        /// Offset of `data` in the file.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The sender has no head snapshot to give.
+    NoSnapshot,
+}
+
+impl WireMessage for PeerMessage {
+    fn check(&self) -> Result<(), String> {
+        match self {
+            PeerMessage::SnapshotRequest { len, .. } if *len > SNAPSHOT_CHUNK_BYTES => Err(
+                format!("snapshot request for {len} bytes exceeds {SNAPSHOT_CHUNK_BYTES}"),
+            ),
+            PeerMessage::SnapshotChunk {
+                total,
+                offset,
+                data,
+                ..
+            } => {
+                if data.len() > SNAPSHOT_CHUNK_BYTES as usize {
+                    return Err(format!(
+                        "snapshot chunk of {} bytes is too large",
+                        data.len()
+                    ));
+                }
+                if offset.saturating_add(data.len() as u64) > *total {
+                    return Err(format!(
+                        "snapshot chunk at {offset}+{} runs past the total {total}",
+                        data.len()
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use paxos_core::{NodeId, Proposal, ProposalId};
+    use wire_codec::rkyv::util::AlignedVec;
+
+    #[test]
+    fn stored_entry_round_trips() {
+        let entry = StoredEntry {
+            ballot: Ballot {
+                round: 3,
+                node: NodeId(1),
+            },
+            committed: 41,
+            value: Value::Batch(vec![Proposal {
+                id: ProposalId(7),
+                payload: b"xyz".to_vec(),
+            }]),
+        };
+        let mut scratch = AlignedVec::new();
+        let mut out = bytes::BytesMut::new();
+        wire_codec::encode_payload_into(&entry, &mut scratch, &mut out, u32::MAX).unwrap();
+        let payload = &out[wire_codec::LENGTH_PREFIX..];
+        let back: StoredEntry = wire_codec::decode_payload(payload, &mut scratch).unwrap();
+        assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn oversized_chunks_fail_the_check() {
+        let bad = PeerMessage::SnapshotChunk {
+            index: 1,
+            total: 10,
+            offset: 8,
+            data: vec![0; 4],
+        };
+        assert!(bad.check().is_err());
+        let req = PeerMessage::SnapshotRequest {
+            offset: 0,
+            len: SNAPSHOT_CHUNK_BYTES + 1,
+        };
+        assert!(req.check().is_err());
+    }
+}
