@@ -1,7 +1,7 @@
 //! Store throughput on 1 million keys (16-byte keys, 100-byte values): set (overwrite and
 //! insert), a 64-update batch as one Paxos value carries, a 10-update sequence, get (hit and
-//! miss) and a 100-entry range. Keys are visited in a scrambled order so that lookups are not
-//! cache-friendly sequential walks.
+//! miss), a 100-entry range, and loading / visiting a whole 1M-pair snapshot. Keys are visited
+//! in a scrambled order so that lookups are not cache-friendly sequential walks.
 //!
 //! Run: `cargo bench -p kv-store -- --measurement-time 3 --warm-up-time 1`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -157,5 +157,35 @@ fn bench_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_writes, bench_reads);
+fn bench_snapshots(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot_1M_keys");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(KEYS));
+    let pairs: Vec<([u8; 16], Bytes)> = (0..KEYS).map(|i| (key(i), value(i))).collect();
+    group.bench_function("load", |b| {
+        b.iter(|| {
+            let mut loader = SnapshotLoader::new(0);
+            for (key, value) in &pairs {
+                loader.push(key, value).unwrap();
+            }
+            black_box(loader.finish(Arc::new(UserFunctionRegistry::new())));
+        });
+    });
+    let store = loaded_store(false);
+    group.bench_function("for_each_pair", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            store
+                .for_each_pair(|key, value| -> Result<(), ()> {
+                    bytes += key.len() + value.len();
+                    Ok(())
+                })
+                .unwrap();
+            black_box(bytes);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_writes, bench_reads, bench_snapshots);
 criterion_main!(benches);

@@ -24,7 +24,7 @@ type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 /// `first = None` is not "unbounded": Arakoon uses the empty key as the lower bound together
 /// with `first_inclusive`, so the empty key itself is included only when `first_inclusive`.
 /// `last = None` is unbounded (then `last_inclusive` does not matter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyRange<'a> {
     /// The lower bound (`None`: the empty key).
     pub first: Option<&'a [u8]>,

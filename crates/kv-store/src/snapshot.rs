@@ -99,7 +99,8 @@ impl SnapshotLoader {
     #[must_use]
     pub fn finish(self, user_functions: Arc<UserFunctionRegistry>) -> Store {
         // Collecting sorted pairs builds the tree bottom-up with full nodes: faster and
-        // smaller than inserting one by one.
+        // smaller than inserting one by one (the sort of already sorted input is linear, its
+        // scratch space is temporary).
         let map: Map = self.pairs.into_iter().collect();
         let data = Data {
             map,

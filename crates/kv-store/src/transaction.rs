@@ -17,8 +17,8 @@ use std::collections::btree_map::Entry;
 
 use bytes::Bytes;
 
-use crate::StoreError;
 use crate::query::{self, INLINE_KEY_BYTES, Map, StoredKey};
+use crate::{KeyRange, StoreError};
 
 /// The data a transaction works on: the map and its byte count.
 #[derive(Debug, Default)]
@@ -81,6 +81,20 @@ impl<'s> Transaction<'s> {
     #[must_use]
     pub fn prefix_keys(&self, prefix: &[u8], max: i32) -> Vec<Bytes> {
         query::prefix_keys(&self.data.map, prefix, max)
+    }
+
+    /// The pairs in `range`, ascending, at most `max` (negative: all); see
+    /// [`crate::Store::range_entries`].
+    #[must_use]
+    pub fn range_entries(&self, range: &KeyRange<'_>, max: i32) -> Vec<(Bytes, Bytes)> {
+        query::range_entries(&self.data.map, range, max)
+    }
+
+    /// The pairs from `range.first` (high) down to `range.last` (low), descending, at most
+    /// `max`; see [`crate::Store::rev_range_entries`].
+    #[must_use]
+    pub fn rev_range_entries(&self, range: &KeyRange<'_>, max: i32) -> Vec<(Bytes, Bytes)> {
+        query::rev_range_entries(&self.data.map, range, max)
     }
 
     /// Stores `value` under `key`; returns the previous value.

@@ -170,3 +170,36 @@ fn the_registry_lists_and_replaces_names() {
     replaced.register(samples::RENAME, write_then_fail);
     assert_eq!(replaced.names().count(), 3);
 }
+
+/// Reads inside a transaction see the transaction's own writes: writes a marker, then returns
+/// the keys of the first two entries up and the first one down, joined by commas.
+fn scan_after_write(
+    tx: &mut Transaction<'_>,
+    _: Option<&[u8]>,
+) -> Result<Option<Bytes>, UserFunctionError> {
+    tx.set(b"m", b"marker");
+    let all = kv_store::KeyRange::all();
+    let up: Vec<Bytes> = tx
+        .range_entries(&all, 2)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let down: Vec<Bytes> = tx
+        .rev_range_entries(&all, 1)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let keys: Vec<&[u8]> = up.iter().chain(down.iter()).map(AsRef::as_ref).collect();
+    Ok(Some(Bytes::from(keys.join(&b","[..]))))
+}
+
+#[test]
+fn functions_can_scan_and_see_their_own_writes() {
+    let mut registry = UserFunctionRegistry::new();
+    registry.register("scan_after_write", scan_after_write);
+    let mut store = store_with(&[("a", "1"), ("z", "2")]);
+    store.set_user_functions(Arc::new(registry));
+    let outcome = apply(&mut store, user_function("scan_after_write", None));
+    assert_eq!(outcome, Ok(UpdateResult::UserFunction(Some(b("a,m,z")))));
+    assert_eq!(store.get(b"m"), Some(&b("marker")));
+}
