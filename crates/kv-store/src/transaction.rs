@@ -44,6 +44,15 @@ pub struct Transaction<'s> {
     recording: bool,
 }
 
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("recording", &self.recording)
+            .field("undo_steps", &self.undo.len())
+            .finish_non_exhaustive()
+    }
+}
+
 fn len_u64(bytes: &[u8]) -> u64 {
     // usize is at most 64 bits on every target Rust supports.
     bytes.len() as u64
