@@ -8,10 +8,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rarakoon_client::{
+    Client, ClientCodec, ClientConfig, Consistency, Limits, Prologue, Reply, Request, Response,
+};
+use tokio_util::codec::{Decoder, Encoder};
 
 /// The binary under test.
 pub fn binary() -> &'static str {
@@ -229,6 +236,111 @@ impl TestCluster {
     pub fn config_file(&self) -> &Path {
         &self.config_file
     }
+
+    pub fn client_addr(&self, name: &str) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.node(name).client_port))
+    }
+
+    /// One request straight to node `name` (no master lookup); `None` if the node does not
+    /// answer (down, or it closed the connection).
+    pub fn ask(&self, name: &str, request: &Request) -> Option<Reply> {
+        ask_addr(&self.cluster_id, self.client_addr(name), request)
+    }
+
+    /// Who node `name` says is master.
+    pub fn who_master_at(&self, name: &str) -> Option<String> {
+        match self.ask(name, &Request::WhoMaster) {
+            Some(Ok(Response::WhoMaster(Some(m)))) => {
+                Some(String::from_utf8_lossy(&m).into_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits until one running node is master and confirms it; returns its name.
+    pub fn wait_master(&self, among: &[&str], timeout: Duration) -> String {
+        wait_for("a master to be elected", timeout, || {
+            among.iter().find_map(|n| {
+                let m = self.who_master_at(n)?;
+                (among.contains(&m.as_str())
+                    && self.who_master_at(&m).as_deref() == Some(m.as_str()))
+                .then_some(m)
+            })
+        })
+    }
+
+    /// A dirty read of `key` at node `name`.
+    pub fn dirty_get(&self, name: &str, key: &str) -> Option<Bytes> {
+        match self.ask(
+            name,
+            &Request::Get {
+                consistency: Consistency::NoGuarantees,
+                key: Bytes::from(key.to_owned()),
+            },
+        ) {
+            Some(Ok(Response::Get(v))) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Waits until node `name` has `key` = `value` (dirty read).
+    pub fn wait_value(&self, name: &str, key: &str, value: &str, timeout: Duration) {
+        wait_for(&format!("{name} to have {key}={value}"), timeout, || {
+            (self.dirty_get(name, key).as_deref() == Some(value.as_bytes())).then_some(())
+        });
+    }
+
+    /// A Rust client for the nodes in `names`.
+    pub fn client(&self, names: &[&str]) -> Client {
+        let mut config = ClientConfig::new(self.cluster_id.clone());
+        for n in names {
+            config = config.node(n.to_string(), self.client_addr(n));
+        }
+        config.request_timeout = Duration::from_secs(10);
+        config.max_attempts = 40;
+        config.retry_delay = Duration::from_millis(100);
+        Client::new(config).unwrap()
+    }
+}
+
+/// One request to a node's client port over a fresh connection.
+pub fn ask_addr(cluster_id: &str, addr: SocketAddr, request: &Request) -> Option<Reply> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut codec = ClientCodec::new(Limits::default());
+    let mut out = BytesMut::new();
+    codec
+        .encode(
+            &Prologue {
+                cluster_id: Bytes::from(cluster_id.to_owned()),
+            },
+            &mut out,
+        )
+        .ok()?;
+    codec.encode(request, &mut out).ok()?;
+    stream.write_all(&out).ok()?;
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Ok(Some((_, reply))) = codec.decode(&mut buf) {
+            return Some(reply);
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A current-thread runtime for the async client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 impl Drop for TestCluster {

@@ -1,0 +1,316 @@
+//! End-to-end scenarios on real `rarakoon-bin` processes: election, failover with kill -9,
+//! restart, a wiped node catching up through a snapshot, learners, read-only and forced
+//! master, drop master, and garbage on the ports. Every wait is on an event, bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rarakoon_client::{Consistency, Error, Request, Response};
+use support::{ClusterSpec, TestCluster, runtime, wait_for};
+
+const ELECTION: Duration = Duration::from_secs(30);
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn three_nodes_elect_one_master_and_converge() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&all, ELECTION);
+    // Every node agrees on the master.
+    for n in all {
+        wait_for("all nodes to name the master", ELECTION, || {
+            (cluster.who_master_at(n).as_deref() == Some(master.as_str())).then_some(())
+        });
+    }
+    let rt = runtime();
+    let client = cluster.client(&all);
+    rt.block_on(async {
+        for i in 0..50 {
+            client
+                .set(format!("key{i:02}"), format!("value{i}"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(client.get("key07").await.unwrap(), "value7");
+        assert_eq!(
+            client.prefix_keys("key0", -1).await.unwrap().len(),
+            10,
+            "prefix keys"
+        );
+        assert!(matches!(client.get("nope").await, Err(Error::NotFound(_))));
+        client.delete("key49").await.unwrap();
+        assert!(!client.exists("key49").await.unwrap());
+    });
+    for n in all {
+        cluster.wait_value(n, "key48", "value48", CONVERGE);
+        assert_eq!(cluster.dirty_get(n, "key49"), None);
+    }
+    // A slave refuses consistent reads and writes with NotMaster naming the master.
+    let slave = all.iter().find(|n| **n != master).unwrap();
+    let reply = cluster
+        .ask(
+            slave,
+            &Request::Set {
+                key: Bytes::from_static(b"x"),
+                value: Bytes::from_static(b"y"),
+            },
+        )
+        .unwrap();
+    let err = reply.unwrap_err();
+    assert_eq!(err.code, rarakoon_client::ErrorCode::NotMaster);
+    assert_eq!(err.message, master.as_bytes());
+}
+
+#[test]
+fn killing_the_master_elects_another_and_keeps_every_acknowledged_write() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let old = cluster.wait_master(&all, ELECTION);
+    let rt = runtime();
+    let client = cluster.client(&all);
+    rt.block_on(async {
+        for i in 0..100 {
+            client.set(format!("k{i}"), format!("v{i}")).await.unwrap();
+        }
+    });
+    cluster.kill9(&old);
+    let rest: Vec<&str> = all.iter().copied().filter(|n| *n != old).collect();
+    let new = cluster.wait_master(&rest, ELECTION);
+    assert_ne!(new, old);
+    let client = cluster.client(&rest);
+    rt.block_on(async {
+        for i in 0..100 {
+            assert_eq!(
+                client.get(format!("k{i}")).await.unwrap(),
+                format!("v{i}"),
+                "acknowledged write k{i} lost"
+            );
+        }
+        client.set("after", "failover").await.unwrap();
+    });
+    // The old master restarts and catches up.
+    cluster.start(&old);
+    cluster.wait_value(&old, "after", "failover", CONVERGE);
+    cluster.wait_value(&old, "k99", "v99", CONVERGE);
+}
+
+#[test]
+fn a_wiped_node_catches_up_through_a_snapshot_after_the_others_pruned() {
+    let mut spec = ClusterSpec::new(3);
+    spec.extra_node_lines = vec![
+        "collapse_threshold_entries = 50".into(),
+        "segments_to_keep = 1".into(),
+        "compressor = \"none\"".into(),
+    ];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&all, ELECTION);
+    let victim = all.iter().copied().find(|n| *n != master).unwrap();
+    let rt = runtime();
+    let client = cluster.client(&all);
+    cluster.terminate(victim);
+    std::fs::remove_dir_all(&cluster.node(victim).home).unwrap();
+    let value = "x".repeat(2000);
+    rt.block_on(async {
+        for i in 0..400 {
+            client
+                .set(format!("big{i:04}"), value.clone())
+                .await
+                .unwrap();
+        }
+    });
+    // Collapse on the survivors so the early entries are gone from their logs.
+    for n in all.iter().filter(|n| **n != victim) {
+        let reply = cluster.ask(n, &Request::CollapseTlogs { tlogs_to_keep: 1 });
+        assert!(
+            matches!(reply, Some(Ok(Response::CollapseTlogs(_)))),
+            "{reply:?}"
+        );
+    }
+    cluster.start(victim);
+    cluster.wait_value(victim, "big0000", &value, CONVERGE);
+    cluster.wait_value(victim, "big0399", &value, CONVERGE);
+    rt.block_on(async { client.set("later", "yes").await.unwrap() });
+    cluster.wait_value(victim, "later", "yes", CONVERGE);
+    assert!(
+        cluster
+            .log(victim)
+            .contains("installed a peer's head snapshot"),
+        "the wiped node should have caught up through a snapshot; log:\n{}",
+        cluster.log(victim)
+    );
+}
+
+#[test]
+fn five_nodes_survive_two_failures_and_a_learner_follows_without_voting() {
+    let mut spec = ClusterSpec::new(6);
+    spec.extra_cluster_lines = vec!["learners = [\"n5\"]".into()];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let voters = ["n0", "n1", "n2", "n3", "n4"];
+    let master = cluster.wait_master(&voters, ELECTION);
+    assert_ne!(master, "n5");
+    let rt = runtime();
+    // Kill two voters that are not the master.
+    let victims: Vec<&str> = voters
+        .iter()
+        .copied()
+        .filter(|n| *n != master)
+        .take(2)
+        .collect();
+    for v in &victims {
+        cluster.kill9(v);
+    }
+    let alive: Vec<&str> = voters
+        .iter()
+        .copied()
+        .filter(|n| !victims.contains(n))
+        .collect();
+    let client = cluster.client(&alive);
+    rt.block_on(async {
+        for i in 0..20 {
+            client.set(format!("f{i}"), "ok").await.unwrap();
+        }
+    });
+    cluster.wait_value("n5", "f19", "ok", CONVERGE);
+    // The learner never names itself master and refuses writes.
+    assert_ne!(cluster.who_master_at("n5").as_deref(), Some("n5"));
+    let err = cluster
+        .ask(
+            "n5",
+            &Request::Set {
+                key: Bytes::from_static(b"l"),
+                value: Bytes::from_static(b"x"),
+            },
+        )
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, rarakoon_client::ErrorCode::NotMaster);
+}
+
+#[test]
+fn readonly_cluster_refuses_writes_and_serves_reads() {
+    let mut spec = ClusterSpec::new(3);
+    spec.extra_cluster_lines = vec!["master_mode = \"readonly\"".into()];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    for n in ["n0", "n1", "n2"] {
+        let reply = wait_for("node to answer", ELECTION, || {
+            cluster.ask(
+                n,
+                &Request::Set {
+                    key: Bytes::from_static(b"k"),
+                    value: Bytes::from_static(b"v"),
+                },
+            )
+        });
+        let err = reply.unwrap_err();
+        assert_eq!(err.code, rarakoon_client::ErrorCode::ReadOnly, "{n}");
+        let reply = cluster
+            .ask(
+                n,
+                &Request::Exists {
+                    consistency: Consistency::Consistent,
+                    key: Bytes::from_static(b"k"),
+                },
+            )
+            .unwrap();
+        assert_eq!(reply.unwrap(), Response::Exists(false));
+    }
+}
+
+#[test]
+fn forced_master_is_master_and_drop_master_hands_over() {
+    let mut spec = ClusterSpec::new(3);
+    spec.extra_cluster_lines = vec![
+        "master_mode = \"forced\"".into(),
+        "forced_master = \"n1\"".into(),
+    ];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let master = cluster.wait_master(&["n0", "n1", "n2"], ELECTION);
+    assert_eq!(master, "n1");
+    let rt = runtime();
+    let client = cluster.client(&["n0", "n1", "n2"]);
+    rt.block_on(async { client.set("forced", "yes").await.unwrap() });
+
+    // An elected cluster: drop master makes another node take over.
+    let mut elected = TestCluster::new(&ClusterSpec::new(3));
+    elected.start_all();
+    let all = ["n0", "n1", "n2"];
+    let first = elected.wait_master(&all, ELECTION);
+    let reply = elected.ask(&first, &Request::DropMaster).unwrap();
+    assert_eq!(reply.unwrap(), Response::DropMaster);
+    let next = wait_for("another master after drop_master", ELECTION, || {
+        let m = elected.wait_master(&all, ELECTION);
+        (m != first).then_some(m)
+    });
+    assert_ne!(next, first);
+}
+
+#[test]
+fn garbage_on_the_ports_does_not_disturb_the_cluster() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    cluster.wait_master(&all, ELECTION);
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for n in all {
+        let info = cluster.node(n).clone();
+        for port in [info.client_port, info.messaging_port] {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(&garbage);
+                let _ = s.write_all(&[0xff; 64]);
+            }
+        }
+    }
+    let rt = runtime();
+    let client = cluster.client(&all);
+    rt.block_on(async {
+        client.set("still", "fine").await.unwrap();
+        assert_eq!(client.get("still").await.unwrap(), "fine");
+    });
+    for n in all {
+        cluster.wait_value(n, "still", "fine", CONVERGE);
+    }
+}
+
+#[test]
+fn restart_of_the_whole_cluster_keeps_the_data() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    cluster.wait_master(&all, ELECTION);
+    let rt = runtime();
+    let client = cluster.client(&all);
+    rt.block_on(async {
+        for i in 0..30 {
+            client.set(format!("r{i}"), format!("{i}")).await.unwrap();
+        }
+    });
+    for n in all {
+        let status = cluster.terminate(n);
+        assert!(
+            status.success(),
+            "{n} exit {status}; log:\n{}",
+            cluster.log(n)
+        );
+    }
+    cluster.start_all();
+    cluster.wait_master(&all, ELECTION);
+    let client = cluster.client(&all);
+    rt.block_on(async {
+        for i in 0..30 {
+            assert_eq!(client.get(format!("r{i}")).await.unwrap(), format!("{i}"));
+        }
+    });
+}
