@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kv_store::{
-    KeyRange, RangeAssertion, Store, StoreError, Transaction, Update, UpdateOutcome, UpdateResult,
-    UserFunctionError, UserFunctionRegistry,
+    KeyRange, RangeAssertion, StaleIndex, Store, StoreError, Transaction, Update, UpdateOutcome,
+    UpdateResult, UserFunctionError, UserFunctionRegistry,
 };
 use proptest::prelude::*;
 
@@ -370,25 +370,35 @@ fn check_reads(store: &Store, model: &Model, q: &Query, keys: &[Bytes]) {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1024)
     ))]
 
     /// Batches of updates, applied to store and model: same outcomes, same contents, same
     /// reads after every batch.
     #[test]
     fn store_matches_the_model(
-        batches in prop::collection::vec(prop::collection::vec(update(), 0..6), 1..8),
+        batches in prop::collection::vec((0..12u64, prop::collection::vec(update(), 0..6)), 1..8),
         queries in prop::collection::vec(query(), 1..4),
         probe_keys in prop::collection::vec(key(), 0..4),
     ) {
         let mut store = new_store();
         let mut model = Model::default();
-        for (index, batch) in batches.iter().enumerate() {
-            let outcomes: Vec<UpdateOutcome> = store.apply_batch(index as u64 * 2, batch).unwrap();
-            let expected: Vec<UpdateOutcome> = batch.iter().map(|u| model.apply(u, 0)).collect();
-            prop_assert_eq!(outcomes, expected);
+        let mut applied: Option<u64> = None;
+        for (index, batch) in &batches {
+            let result = store.apply_batch(*index, batch);
+            match applied {
+                // At or below the applied index: refused whole, nothing changes.
+                Some(last) if *index <= last => {
+                    prop_assert_eq!(result, Err(StaleIndex { index: *index, applied: last }));
+                }
+                _ => {
+                    let expected: Vec<UpdateOutcome> = batch.iter().map(|u| model.apply(u, 0)).collect();
+                    prop_assert_eq!(result, Ok(expected));
+                    applied = Some(*index);
+                }
+            }
             prop_assert_eq!(pairs_of(&store), model.pairs.clone());
-            prop_assert_eq!(store.applied_index(), Some(index as u64 * 2));
+            prop_assert_eq!(store.applied_index(), applied);
             for q in &queries {
                 check_reads(&store, &model, q, &probe_keys);
             }
