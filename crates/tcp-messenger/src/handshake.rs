@@ -5,8 +5,8 @@
 //! node name it does not have in its peer list. The decision is a pure function,
 //! [`Hello::judge`], so it is unit-tested without sockets.
 
-use rkyv::{Archive, Deserialize, Serialize};
 use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use wire_codec::{DecodeError, LENGTH_PREFIX, WireMessage};
@@ -45,7 +45,9 @@ pub enum HelloReply {
 impl WireMessage for Hello {
     fn check(&self) -> Result<(), String> {
         if self.cluster_id.len() > MAX_NAME_LEN || self.node_name.len() > MAX_NAME_LEN {
-            return Err(format!("cluster id or node name longer than {MAX_NAME_LEN} bytes"));
+            return Err(format!(
+                "cluster id or node name longer than {MAX_NAME_LEN} bytes"
+            ));
         }
         Ok(())
     }
@@ -132,7 +134,11 @@ mod tests {
 
     #[test]
     fn overlong_names_fail_the_check() {
-        assert!(hello(1, "c", &"x".repeat(MAX_NAME_LEN + 1)).check().is_err());
+        assert!(
+            hello(1, "c", &"x".repeat(MAX_NAME_LEN + 1))
+                .check()
+                .is_err()
+        );
         assert!(hello(1, "c", "b").check().is_ok());
     }
 }

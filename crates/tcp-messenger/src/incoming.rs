@@ -122,11 +122,9 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
             // Best effort: tell the other side why, so its log says it too.
             let reply = HelloReply::Refused { reason };
             if let Ok(frame) = Frame::encode(&reply, MAX_HANDSHAKE_FRAME) {
-                let _ = tokio::time::timeout(
-                    ctx.handshake_timeout,
-                    stream.write_all(frame.as_bytes()),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(ctx.handshake_timeout, stream.write_all(frame.as_bytes()))
+                        .await;
             }
             return;
         }

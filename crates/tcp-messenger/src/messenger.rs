@@ -135,12 +135,13 @@ impl<T> Inbox<T> {
 impl<T: WireMessage + Send + 'static> Messenger<T> {
     /// Bind `config.listen` and start: one link task per peer and the listener.
     pub async fn start(config: MessengerConfig) -> Result<(Self, Inbox<T>), StartError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Self::start_with_listener(config, listener)
     }
 
@@ -355,7 +356,9 @@ fn validate(config: &MessengerConfig) -> Result<(), StartError> {
     }
     for (peer, addrs) in &config.peers {
         if peer.is_empty() || peer.len() > MAX_NAME_LEN {
-            return bad(format!("peer name must be 1 to {MAX_NAME_LEN} bytes, got {peer:?}"));
+            return bad(format!(
+                "peer name must be 1 to {MAX_NAME_LEN} bytes, got {peer:?}"
+            ));
         }
         if addrs.is_empty() && *peer != config.node_name {
             return bad(format!("peer {peer:?} has no address"));

@@ -183,7 +183,10 @@ async fn attempt(
 
 async fn handshake(ctx: &LinkContext, stream: &mut TcpStream) -> Result<(), HandshakeFailure> {
     let failed = |e: std::io::Error| HandshakeFailure::Failed(e.to_string());
-    stream.write_all(ctx.hello.as_bytes()).await.map_err(failed)?;
+    stream
+        .write_all(ctx.hello.as_bytes())
+        .await
+        .map_err(failed)?;
     match read_frame::<HelloReply>(stream, MAX_HANDSHAKE_FRAME).await {
         Ok(HelloReply::Accepted { node_name }) if node_name == ctx.peer => Ok(()),
         Ok(HelloReply::Accepted { node_name }) => Err(HandshakeFailure::Refused(format!(
@@ -192,7 +195,9 @@ async fn handshake(ctx: &LinkContext, stream: &mut TcpStream) -> Result<(), Hand
         ))),
         Ok(HelloReply::Refused { reason }) => Err(HandshakeFailure::Refused(reason)),
         Err(DecodeError::Io(e)) => Err(failed(e)),
-        Err(e) => Err(HandshakeFailure::Refused(format!("bad handshake reply: {e}"))),
+        Err(e) => Err(HandshakeFailure::Refused(format!(
+            "bad handshake reply: {e}"
+        ))),
     }
 }
 

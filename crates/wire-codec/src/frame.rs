@@ -9,9 +9,19 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use std::any::type_name;
+use std::cell::Cell;
 
 /// Bytes of the length prefix in front of every payload.
 pub const LENGTH_PREFIX: usize = 4;
+
+/// Largest scratch buffer kept per thread between encodes.
+const KEEP_SCRATCH: usize = 1 << 20;
+
+thread_local! {
+    /// Serialization scratch for [`Frame::encode`] (taken out while in use, so re-entrant use
+    /// just allocates a fresh one).
+    static SCRATCH: Cell<AlignedVec> = Cell::new(AlignedVec::new());
+}
 
 /// One encoded frame (length prefix + payload), cheap to clone: encode a message once and write
 /// the same frame to many peers.
@@ -20,12 +30,25 @@ pub struct Frame(Bytes);
 
 impl Frame {
     /// Encode `msg` into a frame, refusing it if its payload would exceed `max_frame` bytes.
+    ///
+    /// Serialization goes through a per-thread scratch buffer that keeps its capacity, so the
+    /// only allocation per frame is the frame itself.
     pub fn encode<T: WireMessage>(msg: &T, max_frame: u32) -> Result<Frame, EncodeError> {
-        let payload = serialize(msg, AlignedVec::new())?;
-        check_len::<T>(payload.len(), max_frame)?;
-        let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
-        put_frame(&mut buf, &payload);
-        Ok(Frame(buf.freeze()))
+        let mut scratch = SCRATCH.with(Cell::take);
+        scratch.clear();
+        let result = serialize(msg, scratch).map(|payload| {
+            let frame = check_len::<T>(payload.len(), max_frame).map(|()| {
+                let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
+                put_frame(&mut buf, &payload);
+                Frame(buf.freeze())
+            });
+            // Keep the buffer for the next frame unless a huge message made it wasteful.
+            if payload.capacity() <= KEEP_SCRATCH {
+                SCRATCH.with(|cell| cell.set(payload));
+            }
+            frame
+        });
+        result?
     }
 
     /// The whole frame, prefix included: what goes on the wire.

@@ -1,0 +1,294 @@
+//! Messengers on 127.0.0.1 talking to each other: ordering per link, broadcast, peer restart,
+//! strangers and bad frames refused while the messenger keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::BufMut;
+use common::{CLUSTER, TestMsg, cluster, config};
+use std::collections::BTreeMap;
+use tcp_messenger::{
+    Frame, Hello, HelloReply, Messenger, PROTOCOL_VERSION, SendError, WireMessage,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PER_LINK: u64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_messengers_exchange_many_messages_in_order() {
+    let names = ["a", "b", "c"];
+    let (nodes, _) = cluster(&names).await;
+    let mut inboxes = Vec::new();
+    let mut messengers = Vec::new();
+    for (m, inbox) in nodes {
+        messengers.push(m);
+        inboxes.push(inbox);
+    }
+    for (i, m) in messengers.iter().enumerate() {
+        for n in 0..PER_LINK {
+            for peer in names.iter().filter(|p| **p != names[i]) {
+                let msg = TestMsg::Seq {
+                    from: names[i].to_owned(),
+                    n,
+                };
+                m.send(peer, &msg).unwrap();
+            }
+        }
+    }
+    for (i, inbox) in inboxes.iter_mut().enumerate() {
+        let mut next: BTreeMap<String, u64> = BTreeMap::new();
+        let expected = PER_LINK * (names.len() as u64 - 1);
+        let mut got = 0;
+        while got < expected {
+            let incoming = inbox.recv().await.unwrap();
+            let TestMsg::Seq { from, n } = incoming.msg else {
+                panic!("unexpected message")
+            };
+            assert_eq!(&*incoming.from, from, "sender name tags the message");
+            let want = next.entry(from.clone()).or_insert(0);
+            assert_eq!(n, *want, "link {from} -> {} out of order", names[i]);
+            *want += 1;
+            got += 1;
+        }
+    }
+    for m in &messengers {
+        let c = m.counters();
+        assert_eq!(c.sent(), PER_LINK * 2);
+        assert_eq!(c.dropped(), 0);
+        assert_eq!(c.received, PER_LINK * 2);
+        assert_eq!(c.refused(), 0);
+    }
+    for m in &messengers {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn broadcast_encodes_once_and_reaches_every_peer() {
+    let (mut nodes, _) = cluster(&["a", "b", "c"]).await;
+    let (a, _) = nodes.remove(0);
+    let msg = TestMsg::Blob(vec![1, 2, 3]);
+    assert_eq!(a.broadcast(&msg).unwrap(), 2);
+    for (_, inbox) in &mut nodes {
+        let got = inbox.recv().await.unwrap();
+        assert_eq!(&*got.from, "a");
+        assert_eq!(got.msg, msg);
+    }
+    let frame = a.encode(&msg).unwrap();
+    assert_eq!(a.broadcast_frame(&frame), 2);
+    assert!(matches!(
+        a.send("nobody", &msg),
+        Err(SendError::UnknownPeer(p)) if p == "nobody"
+    ));
+    a.shutdown().await;
+    assert!(matches!(a.send("b", &msg), Err(SendError::Closed)));
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_at_send() {
+    let (nodes, _) = cluster(&["a", "b"]).await;
+    let a = &nodes[0].0;
+    let big = TestMsg::Blob(vec![0; 128 * 1024]);
+    assert!(matches!(a.send("b", &big), Err(SendError::Encode(_))));
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn full_queue_drops_newest_and_counts() {
+    // b's listener exists but never accepts a handshake in time? Simpler: a peer that does not
+    // exist yet, so nothing drains a's queue.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), listener.local_addr().unwrap()),
+        ("b".to_owned(), dead_addr),
+    ]
+    .into_iter()
+    .collect();
+    let mut cfg = config("a", addrs["a"], &addrs);
+    cfg.queue_capacity = 3;
+    let (a, _inbox) = Messenger::<TestMsg>::start_with_listener(cfg, listener).unwrap();
+    let msg = TestMsg::Blob(vec![]);
+    for _ in 0..3 {
+        a.send("b", &msg).unwrap();
+    }
+    assert!(matches!(a.send("b", &msg), Err(SendError::QueueFull(p)) if p == "b"));
+    assert!(matches!(a.send("b", &msg), Err(SendError::QueueFull(_))));
+    let c = a.counters().peers["b"];
+    assert_eq!((c.dropped, c.queued, c.sent), (2, 3, 0));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_restart_link_comes_back() {
+    let (mut nodes, addrs) = cluster(&["a", "b"]).await;
+    let (b, mut b_inbox) = nodes.pop().unwrap();
+    let (a, _a_inbox) = nodes.pop().unwrap();
+    a.send("b", &TestMsg::Blob(vec![1])).unwrap();
+    assert_eq!(b_inbox.recv().await.unwrap().msg, TestMsg::Blob(vec![1]));
+    a.wait_established("b", 1).await.unwrap();
+
+    b.shutdown().await;
+    drop(b);
+    // The old inbox ends once b's tasks are gone.
+    while b_inbox.recv().await.is_some() {}
+
+    // Restart b on the same address.
+    let listener = TcpListener::bind(addrs["b"]).await.unwrap();
+    let (b2, mut b2_inbox) =
+        Messenger::<TestMsg>::start_with_listener(config("b", addrs["b"], &addrs), listener)
+            .unwrap();
+    a.wait_established("b", 2).await.unwrap();
+    a.send("b", &TestMsg::Blob(vec![2])).unwrap();
+    let got = b2_inbox.recv().await.unwrap();
+    assert_eq!(&*got.from, "a");
+    assert_eq!(got.msg, TestMsg::Blob(vec![2]));
+    let c = a.counters().peers["b"];
+    assert_eq!(c.connects, 2);
+    assert_eq!(c.reconnects, 1);
+    a.shutdown().await;
+    b2.shutdown().await;
+}
+
+/// Connect by hand and send a hello; return the stream and the reply.
+async fn raw_hello(addr: std::net::SocketAddr, hello: &Hello) -> (TcpStream, HelloReply) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(Frame::encode(hello, 4096).unwrap().as_bytes())
+        .await
+        .unwrap();
+    let mut prefix = [0u8; 4];
+    s.read_exact(&mut prefix).await.unwrap();
+    let mut payload = vec![0u8; u32::from_le_bytes(prefix) as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    let reply =
+        wire_codec::decode_payload::<HelloReply>(&payload, &mut rkyv::util::AlignedVec::new())
+            .unwrap();
+    (s, reply)
+}
+
+fn hello(version: u32, cluster: &str, name: &str) -> Hello {
+    Hello {
+        protocol_version: version,
+        cluster_id: cluster.into(),
+        node_name: name.into(),
+    }
+}
+
+/// Wait until the server closes the connection (EOF or reset).
+async fn closed_by_server(mut s: TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn strangers_wrong_cluster_and_wrong_version_are_refused() {
+    let (mut nodes, _) = cluster(&["a", "b"]).await;
+    let (b, _b_inbox) = nodes.pop().unwrap();
+    let (a, mut a_inbox) = nodes.pop().unwrap();
+    let addr = a.local_addr();
+    let cases = [
+        (hello(PROTOCOL_VERSION, CLUSTER, "mallory"), "mallory"),
+        (
+            hello(PROTOCOL_VERSION, "other-cluster", "b"),
+            "other-cluster",
+        ),
+        (hello(PROTOCOL_VERSION + 1, CLUSTER, "b"), "version"),
+    ];
+    for (i, (h, needle)) in cases.iter().enumerate() {
+        let (s, reply) = raw_hello(addr, h).await;
+        match reply {
+            HelloReply::Refused { reason } => assert!(reason.contains(needle), "{reason}"),
+            other => panic!("expected refusal, got {other:?}"),
+        }
+        closed_by_server(s).await;
+        assert_eq!(a.counters().refused_handshakes, i as u64 + 1);
+    }
+    // Garbage instead of a hello is refused too.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[3, 0, 0, 0, 0xff, 0xfe, 0xfd]).await.unwrap();
+    closed_by_server(s).await;
+    assert_eq!(a.counters().refused_handshakes, 4);
+
+    // a keeps serving its real peer.
+    b.send("a", &TestMsg::Blob(vec![9])).unwrap();
+    let got = a_inbox.recv().await.unwrap();
+    assert_eq!((&*got.from, got.msg), ("b", TestMsg::Blob(vec![9])));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_and_invalid_frames_close_only_that_connection() {
+    let (mut nodes, _) = cluster(&["a", "b"]).await;
+    let (b, _b_inbox) = nodes.pop().unwrap();
+    let (a, mut a_inbox) = nodes.pop().unwrap();
+    let addr = a.local_addr();
+
+    // A valid handshake as "b", then a frame announcing more than max_frame.
+    let (mut s, reply) = raw_hello(addr, &hello(PROTOCOL_VERSION, CLUSTER, "b")).await;
+    assert_eq!(
+        reply,
+        HelloReply::Accepted {
+            node_name: "a".into()
+        }
+    );
+    let mut frame = Vec::new();
+    frame.put_u32_le(64 * 1024 + 1);
+    s.write_all(&frame).await.unwrap();
+    closed_by_server(s).await;
+    assert_eq!(a.counters().refused_frames, 1);
+
+    // A frame that fails the semantic check, after a valid one that gets through.
+    let (mut s, _) = raw_hello(addr, &hello(PROTOCOL_VERSION, CLUSTER, "b")).await;
+    let good = Frame::encode(&TestMsg::Blob(vec![5]), 1024).unwrap();
+    let poison = Frame::encode(&TestMsg::Poison, 1024).unwrap();
+    s.write_all(good.as_bytes()).await.unwrap();
+    s.write_all(poison.as_bytes()).await.unwrap();
+    closed_by_server(s).await;
+    assert_eq!(a.counters().refused_frames, 2);
+    assert_eq!(a_inbox.recv().await.unwrap().msg, TestMsg::Blob(vec![5]));
+    assert!(TestMsg::Poison.check().is_err());
+
+    // The real peer still gets through.
+    b.send("a", &TestMsg::Blob(vec![6])).unwrap();
+    assert_eq!(a_inbox.recv().await.unwrap().msg, TestMsg::Blob(vec![6]));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_by_peer_is_counted_on_the_connecting_side() {
+    // c thinks it is in "other-cluster"; a refuses it, c counts the refusal and backs off.
+    let a_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), a_listener.local_addr().unwrap()),
+        ("c".to_owned(), c_listener.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let (a, _ai) =
+        Messenger::<TestMsg>::start_with_listener(config("a", addrs["a"], &addrs), a_listener)
+            .unwrap();
+    let mut c_cfg = config("c", addrs["c"], &addrs);
+    c_cfg.cluster_id = "other-cluster".into();
+    let (c, _ci) = Messenger::<TestMsg>::start_with_listener(c_cfg, c_listener).unwrap();
+    // Wait on a's counter (the event), then check c's side once it has seen the reply.
+    while a.counters().refused_handshakes == 0 {
+        tokio::task::yield_now().await;
+    }
+    while c.counters().peers["a"].refused_by_peer == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(c.counters().peers["a"].connects, 0);
+    a.shutdown().await;
+    c.shutdown().await;
+}
