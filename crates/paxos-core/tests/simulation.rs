@@ -42,8 +42,22 @@ fn swarm_ci_seeds() {
 
 #[test]
 fn debug_quiet() {
-    let mut w = World::new(SimOptions::quiet(1, 3));
-    w.run_until(1_582 * MS);
-    w.verbose = true;
-    w.run_until(1_660 * MS);
+    let Some(seed) = std::env::var("DEBUG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let opts = SimOptions::swarm(seed);
+    let heal = opts.fault_time;
+    let mut w = World::new(opts);
+    w.run_until(heal - 1000 * MS);
+    for step in 0..40 {
+        w.run_until(heal - 1000 * MS + step * 200 * MS);
+        eprintln!("t={} master={:?}", w.now / MS, w.master());
+        for n in 0..w.opts.voters + usize::from(w.opts.learner) {
+            eprintln!("   {n}: {:?}", w.core(n).map(|c| c.status()));
+        }
+    }
+    eprintln!("{:?}\n{:?}", w.became_master_log, w.stopped_master_log);
 }

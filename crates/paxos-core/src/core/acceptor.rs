@@ -139,6 +139,16 @@ impl Core {
         }
         self.max_round = self.max_round.max(ballot.round);
         let learner = self.my_role() == Role::Learner;
+        // Any accept, even one we must refuse, shows its owner believes it is master: honour
+        // its lease (only ever more conservative), so we do not stand against a live master.
+        self.lease_seen = Some(LeaseSeen {
+            ballot,
+            at: self.now,
+        });
+        self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
+        if ballot.node != self.cfg.me {
+            self.known_master = Some(ballot.node);
+        }
         if ballot < self.promised {
             if !learner {
                 out.push(Effect::Send {
@@ -163,15 +173,6 @@ impl Core {
         if raised {
             self.promised = ballot;
             self.leave_office_for(ballot, out);
-        }
-        // This accept renews the lease of the ballot's owner in our eyes.
-        self.lease_seen = Some(LeaseSeen {
-            ballot,
-            at: self.now,
-        });
-        self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
-        if ballot.node != self.cfg.me {
-            self.known_master = Some(ballot.node);
         }
         let ticket = if index <= self.committed {
             // Already chosen here; the master re-proposes the same chosen value.

@@ -42,9 +42,10 @@ impl Core {
             MasterMode::Forced(f) => f == self.cfg.me,
         };
         let lease_over = matches!(self.cfg.mode, MasterMode::Forced(_))
-            || self
-                .lease_seen
-                .is_none_or(|s| self.now >= s.at.saturating_add(self.cfg.slave_wait()));
+            || self.lease_seen.is_none_or(|s| {
+                s.ballot.node == self.cfg.me
+                    || self.now >= s.at.saturating_add(self.cfg.slave_wait())
+            });
         eligible
             && lease_over
             && !self.snapshot_pending

@@ -222,7 +222,8 @@ impl Core {
         {
             tracing::info!(me = %self.cfg.me, %ballot, %promised, "a higher ballot was promised: stepping down");
             self.step_down(out);
-            self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
+            // Still the lease holder in the acceptors' eyes: stand again at once, higher.
+            self.next_stand_at = self.now;
         }
     }
 

@@ -5,4 +5,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod kv;
+pub mod scenarios;
 pub mod world;

@@ -77,6 +77,7 @@ pub struct SimOptions {
     pub mode: MasterMode,
     pub preferred: Vec<NodeId>,
     pub quorum: Option<usize>,
+    pub election_jitter: Option<Time>,
 }
 
 impl SimOptions {
@@ -107,6 +108,7 @@ impl SimOptions {
             mode: MasterMode::Elected,
             preferred: Vec::new(),
             quorum: None,
+            election_jitter: None,
         }
     }
 
@@ -211,6 +213,18 @@ pub enum Script {
         duration: Time,
     },
     DropMaster(usize),
+    /// Crash losing every unsynced write.
+    CrashLosingAll(usize),
+    /// Change a node's clock rate (continuously: local time does not jump).
+    SetClockRate {
+        node: usize,
+        ppm: i64,
+    },
+    /// Multiply a node's disk latency.
+    SlowDisk {
+        node: usize,
+        factor: u64,
+    },
     Inject {
         from: usize,
         to: usize,
@@ -260,17 +274,19 @@ struct SimNode {
     log: Vec<Value>,
     store: Store,
     rate_ppm: i64,
-    offset: u64,
+    offset: i128,
+    /// Disk latency multiplier (scenarios make one node's disk slow).
+    disk_factor: u64,
     paused_until: Time,
 }
 
 impl SimNode {
     fn local(&self, t: Time) -> Time {
         let t = i128::from(t);
-        (i128::from(self.offset) + t + t * i128::from(self.rate_ppm) / 1_000_000) as Time
+        (self.offset + t + t * i128::from(self.rate_ppm) / 1_000_000) as Time
     }
     fn to_true(&self, local: Time) -> Time {
-        let l = i128::from(local) - i128::from(self.offset);
+        let l = i128::from(local) - self.offset;
         (l * 1_000_000 / (1_000_000 + i128::from(self.rate_ppm))).max(0) as Time
     }
     fn applied(&self) -> Index {
@@ -362,6 +378,7 @@ pub struct World {
     clients_active: bool,
     pub verbose: bool,
     clients_stopped_at: Option<Time>,
+    replied: std::collections::BTreeSet<ProposalId>,
 }
 
 fn hash_of<T: Hash>(t: &T) -> u64 {
@@ -400,7 +417,8 @@ impl World {
                 log: Vec::new(),
                 store: Store::default(),
                 rate_ppm,
-                offset: rng.range(0, 1_000_000 * MS),
+                offset: i128::from(rng.range(1_000 * MS, 1_000_000 * MS)),
+                disk_factor: 1,
                 paused_until: 0,
             });
         }
@@ -443,6 +461,7 @@ impl World {
             clients_active: true,
             verbose: false,
             clients_stopped_at: None,
+            replied: std::collections::BTreeSet::new(),
             nodes,
             opts,
         };
@@ -486,6 +505,9 @@ impl World {
         cfg.mode = self.opts.mode.clone();
         cfg.preferred_masters = self.opts.preferred.clone();
         cfg.quorum = self.opts.quorum;
+        if let Some(j) = self.opts.election_jitter {
+            cfg.election_jitter = j;
+        }
         cfg
     }
 
@@ -694,6 +716,16 @@ impl World {
                     self.feed(n, Event::DropMaster);
                 }
             }
+            Script::CrashLosingAll(n) => self.crash_keeping(n, false),
+            Script::SetClockRate { node, ppm } => {
+                let now = self.now;
+                let x = &mut self.nodes[node];
+                let local = i128::from(x.local(now));
+                let t = i128::from(now);
+                x.rate_ppm = ppm;
+                x.offset = local - t - t * i128::from(ppm) / 1_000_000;
+            }
+            Script::SlowDisk { node, factor } => self.nodes[node].disk_factor = factor,
             Script::Inject { from, to, msg } => {
                 let inc = self.nodes[to].incarnation;
                 self.schedule(
@@ -745,7 +777,9 @@ impl World {
                 self.nodes[n].unsynced.push(p);
                 if !self.nodes[n].fsync_pending {
                     self.nodes[n].fsync_pending = true;
-                    let at = self.now + self.rng.range(self.opts.disk.0, self.opts.disk.1);
+                    let at = self.now
+                        + self.rng.range(self.opts.disk.0, self.opts.disk.1)
+                            * self.nodes[n].disk_factor;
                     self.schedule(
                         at,
                         Ev::Fsync {
@@ -933,6 +967,10 @@ impl World {
     }
 
     fn crash(&mut self, n: usize) {
+        self.crash_keeping(n, true);
+    }
+
+    fn crash_keeping(&mut self, n: usize, keep_some: bool) {
         if self.nodes[n].core.is_none() {
             return;
         }
@@ -943,7 +981,11 @@ impl World {
         node.paused_until = 0;
         // Some unsynced writes may have reached the disk: keep a random prefix.
         let unsynced = std::mem::take(&mut node.unsynced);
-        let keep = self.rng.range(0, unsynced.len() as u64) as usize;
+        let keep = if keep_some {
+            self.rng.range(0, unsynced.len() as u64) as usize
+        } else {
+            0
+        };
         for p in unsynced.into_iter().take(keep) {
             write_disk(&mut self.nodes[n].disk, p);
         }
@@ -1218,13 +1260,14 @@ impl World {
     }
 
     fn on_reply(&mut self, n: usize, id: ProposalId, reply: Reply) {
-        let Some(&c) = self.pending_ids.get(&id) else {
+        let (c, seq) = ((id.0 >> 40) as usize, id.0 & ((1 << 40) - 1));
+        if c >= self.clients.len() || seq > self.clients[c].seq || !self.replied.insert(id) {
             self.violations.push(format!(
-                "t={} node {n}: reply {reply:?} for unknown proposal {id:?}",
+                "t={} node {n}: reply {reply:?} for a proposal never made or already answered: {id:?}",
                 self.now
             ));
             return;
-        };
+        }
         let Some(pending) = self.clients[c]
             .pending
             .take_if(|p| p.id == id && p.node == n)
@@ -1393,7 +1436,12 @@ impl World {
         self.nodes[n].core.as_ref()
     }
 
+    /// Stops the clients, lets in-flight work drain for two leases, then runs the final checks.
     pub fn finish(mut self) -> SimReport {
+        self.clients_active = false;
+        self.clients_stopped_at = Some(self.now);
+        let end = self.now + 2 * self.opts.lease;
+        self.run_until(end);
         self.final_checks();
         self.report()
     }
