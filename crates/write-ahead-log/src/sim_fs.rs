@@ -407,3 +407,116 @@ impl FileSystem for SimFs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn p(name: &str) -> PathBuf {
+        PathBuf::from("/d").join(name)
+    }
+
+    #[test]
+    fn unsynced_bytes_and_directory_entries_are_lost_on_crash() {
+        let fs = SimFs::new(1);
+        let mut file = fs.create(&p("a")).unwrap();
+        file.write_all(b"hello").unwrap();
+        file.sync_data().unwrap();
+        // The file's data is durable but its directory entry is not.
+        fs.crash();
+        assert!(!fs.exists(&p("a")).unwrap());
+
+        let mut file = fs.create(&p("a")).unwrap();
+        file.write_all(b"hello").unwrap();
+        file.sync_data().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        file.write_all(b" world").unwrap();
+        fs.crash();
+        let survived = fs.contents(&p("a")).unwrap();
+        assert!(
+            b"hello world".starts_with(&survived) && survived.len() >= 5,
+            "{survived:?}"
+        );
+        assert!(
+            file.write_all(b"x").is_err(),
+            "old handles die with the crash"
+        );
+    }
+
+    #[test]
+    fn torn_tails_cover_every_length() {
+        let mut seen = BTreeSet::new();
+        for seed in 0..200 {
+            let fs = SimFs::new(seed);
+            let mut file = fs.create(&p("a")).unwrap();
+            fs.sync_dir(Path::new("/d")).unwrap();
+            file.write_all(b"0123").unwrap();
+            fs.crash();
+            seen.insert(fs.contents(&p("a")).unwrap().len());
+        }
+        assert_eq!(seen, (0..=4).collect());
+    }
+
+    #[test]
+    fn rename_is_lost_unless_the_directory_is_synced() {
+        let fs = SimFs::new(2);
+        for (name, data) in [("old", b"1"), ("tmp", b"2")] {
+            let mut file = fs.create(&p(name)).unwrap();
+            file.write_all(data).unwrap();
+            file.sync_data().unwrap();
+        }
+        fs.sync_dir(Path::new("/d")).unwrap();
+        fs.rename(&p("tmp"), &p("old")).unwrap();
+        fs.crash();
+        assert_eq!(fs.contents(&p("old")).unwrap(), b"1");
+        fs.rename(&p("tmp"), &p("old")).unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        fs.crash();
+        assert_eq!(fs.contents(&p("old")).unwrap(), b"2");
+        assert!(!fs.exists(&p("tmp")).unwrap());
+    }
+
+    #[test]
+    fn failed_fsync_drops_the_dirty_pages_for_good() {
+        let fs = SimFs::new(3);
+        let mut file = fs.create(&p("a")).unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        file.write_all(b"lost").unwrap();
+        fs.fail_sync(0, SimFault::Io);
+        assert!(file.sync_data().is_err());
+        file.write_all(b"kept").unwrap();
+        file.sync_data().unwrap();
+        fs.crash();
+        assert_eq!(fs.contents(&p("a")).unwrap(), b"\0\0\0\0kept");
+    }
+
+    #[test]
+    fn write_faults_and_halts() {
+        let fs = SimFs::new(4);
+        let mut file = fs.create(&p("a")).unwrap();
+        fs.fail_write(1, SimFault::NoSpace);
+        file.write_all(b"a").unwrap();
+        let err = file.write_all(b"b").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        file.write_all(b"c").unwrap();
+        assert_eq!(fs.contents(&p("a")).unwrap(), b"ac");
+        fs.halt_after(1);
+        file.write_all(b"d").unwrap();
+        assert!(fs.halted());
+        assert!(file.sync_data().is_err());
+        assert!(fs.remove_file(&p("a")).is_err());
+    }
+
+    #[test]
+    fn bit_flips_hit_durable_bytes() {
+        let fs = SimFs::new(5);
+        let mut file = fs.create(&p("a")).unwrap();
+        file.write_all(&[0u8; 4]).unwrap();
+        file.sync_data().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        fs.flip_bit(&p("a"), 2, 1).unwrap();
+        fs.crash();
+        assert_eq!(fs.contents(&p("a")).unwrap(), [0, 0, 2, 0]);
+    }
+}

@@ -497,3 +497,47 @@ fn real_file_system_round_trip() {
         .collect();
     assert!(names.iter().any(|n| n.ends_with(".wal.zst")), "{names:?}");
 }
+
+#[test]
+fn torn_tail_warning_names_file_offset_and_bytes() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let fs = SimFs::new(20);
+    let mut wal = open_sim(&fs, cfg()).unwrap();
+    append_range(&mut wal, 1, 2);
+    drop(wal);
+    let path = dir().join(raw_name(1));
+    let len = fs.contents(&path).unwrap().len() as u64;
+    let mut file = fs.open_append(&path).unwrap();
+    file.truncate(len - 3).unwrap();
+    file.sync_data().unwrap();
+    drop(file);
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let wal = tracing::subscriber::with_default(subscriber, || open_sim(&fs, cfg()).unwrap());
+    let torn = wal.recovery_report().torn_tail.clone().unwrap();
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains(&path.display().to_string()), "{log}");
+    assert!(log.contains(&format!("offset={}", torn.offset)), "{log}");
+    assert!(
+        log.contains(&format!("dropped_bytes={}", torn.dropped_bytes)),
+        "{log}"
+    );
+}
