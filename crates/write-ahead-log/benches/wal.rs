@@ -45,7 +45,11 @@ fn append_fsync(c: &mut Criterion) {
         });
         // The same bytes (record framing included) with plain write + fdatasync.
         let raw_path = dir.path().join("raw.log");
-        let mut raw = OpenOptions::new().create(true).append(true).open(&raw_path).unwrap();
+        let mut raw = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&raw_path)
+            .unwrap();
         let frame = vec![0x5a_u8; batch * (ENTRY_BYTES + 20)];
         group.bench_function(BenchmarkId::new("raw_write_fdatasync", batch), |b| {
             b.iter(|| {
