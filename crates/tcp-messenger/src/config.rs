@@ -3,6 +3,7 @@
 use connection_fsm::BackoffConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The node-to-node protocol version spoken by this build. Bump it whenever the handshake, the
 /// framing, or the rkyv format (see wire-codec's golden test) changes.
@@ -29,13 +30,17 @@ pub struct MessengerConfig {
     pub batch_limit: usize,
     /// Reconnection backoff and connect/handshake timeouts.
     pub backoff: BackoffConfig,
+    /// How long an unresponsive peer may keep a link open before it counts as dead (TCP
+    /// keepalive and, on Linux, TCP_USER_TIMEOUT). Zero leaves the kernel defaults.
+    pub dead_peer_timeout: Duration,
     /// Protocol version to announce and require (normally [`PROTOCOL_VERSION`]).
     pub protocol_version: u32,
 }
 
 impl MessengerConfig {
     /// A configuration with default bounds: queues of 4096 messages, 16 MiB frames, batches of
-    /// up to 256 messages, default backoff.
+    /// up to 256 messages, default backoff, a
+    /// 10 s dead-peer timeout.
     pub fn new(
         node_name: impl Into<String>,
         cluster_id: impl Into<String>,
@@ -52,6 +57,7 @@ impl MessengerConfig {
             max_frame: wire_codec::DEFAULT_MAX_FRAME,
             batch_limit: 256,
             backoff: BackoffConfig::default(),
+            dead_peer_timeout: Duration::from_secs(10),
             protocol_version: PROTOCOL_VERSION,
         }
     }

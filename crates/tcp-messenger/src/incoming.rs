@@ -35,6 +35,7 @@ pub(crate) struct InboundContext<T> {
     pub peers: BTreeMap<String, Arc<str>>,
     pub max_frame: u32,
     pub handshake_timeout: Duration,
+    pub dead_peer_timeout: Duration,
     pub inbox: mpsc::Sender<Incoming<T>>,
     pub counters: Arc<InboundCounters>,
     pub shutdown: CancellationToken,
@@ -78,9 +79,7 @@ pub(crate) async fn run_listener<T: WireMessage + Send + 'static>(
 }
 
 async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &InboundContext<T>) {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%addr, error = %e, "could not set TCP_NODELAY");
-    }
+    crate::socket::tune(&stream, ctx.dead_peer_timeout);
     let hello = match tokio::time::timeout(
         ctx.handshake_timeout,
         read_frame::<Hello>(&mut stream, MAX_HANDSHAKE_FRAME),

@@ -22,6 +22,7 @@ mod handshake;
 mod incoming;
 mod messenger;
 mod outgoing;
+mod socket;
 
 pub use config::{MessengerConfig, PROTOCOL_VERSION};
 pub use connection_fsm::BackoffConfig;

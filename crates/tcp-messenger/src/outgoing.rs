@@ -31,6 +31,7 @@ pub(crate) struct LinkContext {
     pub hello: Frame,
     pub backoff: BackoffConfig,
     pub batch_limit: usize,
+    pub dead_peer_timeout: std::time::Duration,
     pub counters: Arc<LinkCounters>,
     /// Number of links established so far.
     pub established: watch::Sender<u64>,
@@ -130,9 +131,7 @@ async fn attempt(
     addr: SocketAddr,
     queue: &mut leaky_buffer::Receiver<Frame>,
 ) -> Option<Action> {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(peer = %ctx.peer, error = %e, "could not set TCP_NODELAY");
-    }
+    crate::socket::tune(&stream, ctx.dead_peer_timeout);
     let Action::Handshake { deadline } = fsm.step(now(), Event::Connected, jitter()) else {
         return None;
     };

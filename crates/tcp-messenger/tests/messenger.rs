@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::BufMut;
-use common::{CLUSTER, TestMsg, cluster, config};
+use common::{CLUSTER, TestMsg, cluster, config, eventually};
 use std::collections::BTreeMap;
 use tcp_messenger::{
     Frame, Hello, HelloReply, Messenger, PROTOCOL_VERSION, SendError, WireMessage,
@@ -53,6 +53,11 @@ async fn three_messengers_exchange_many_messages_in_order() {
         }
     }
     for m in &messengers {
+        eventually("sent and received counters", || {
+            let c = m.counters();
+            c.sent() == PER_LINK * 2 && c.received == PER_LINK * 2
+        })
+        .await;
         let c = m.counters();
         assert_eq!(c.sent(), PER_LINK * 2);
         assert_eq!(c.dropped(), 0);
@@ -96,8 +101,7 @@ async fn oversized_message_is_refused_at_send() {
 
 #[tokio::test]
 async fn full_queue_drops_newest_and_counts() {
-    // b's listener exists but never accepts a handshake in time? Simpler: a peer that does not
-    // exist yet, so nothing drains a's queue.
+    // b's address has no listener, so nothing drains a's queue to b.
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
@@ -281,14 +285,93 @@ async fn refused_by_peer_is_counted_on_the_connecting_side() {
     let mut c_cfg = config("c", addrs["c"], &addrs);
     c_cfg.cluster_id = "other-cluster".into();
     let (c, _ci) = Messenger::<TestMsg>::start_with_listener(c_cfg, c_listener).unwrap();
-    // Wait on a's counter (the event), then check c's side once it has seen the reply.
-    while a.counters().refused_handshakes == 0 {
-        tokio::task::yield_now().await;
-    }
-    while c.counters().peers["a"].refused_by_peer == 0 {
-        tokio::task::yield_now().await;
-    }
+    eventually("a refusing c", || a.counters().refused_handshakes > 0).await;
+    eventually("c seeing the refusal", || {
+        c.counters().peers["a"].refused_by_peer > 0
+    })
+    .await;
     assert_eq!(c.counters().peers["a"].connects, 0);
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_never_blocks_the_sender() {
+    // b never reads its inbox (capacity 1): TCP pushes back, a's queue fills, and a's sends
+    // keep returning at once, dropping (and counting) the newest messages.
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), la.local_addr().unwrap()),
+        ("b".to_owned(), lb.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.queue_capacity = 1000;
+    let mut b_cfg = config("b", addrs["b"], &addrs);
+    b_cfg.inbox_capacity = 1;
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (b, _bi) = Messenger::<TestMsg>::start_with_listener(b_cfg, lb).unwrap();
+    a.wait_established("b", 1).await.unwrap();
+    let frame = a.encode(&TestMsg::Blob(vec![0xab; 1024])).unwrap();
+    let total = 100_000u64;
+    let mut refused = 0u64;
+    for _ in 0..total {
+        match a.send_frame("b", frame.clone()) {
+            Ok(()) => {}
+            Err(SendError::QueueFull(_)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    let c = a.counters().peers["b"];
+    assert!(refused > 0, "100 MB cannot fit in queue and socket buffers");
+    assert_eq!(c.dropped, refused);
+    assert!(c.sent + c.queued + c.dropped <= total);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn second_address_is_tried_when_the_first_is_dead() {
+    let (mut nodes, addrs) = cluster(&["a", "b"]).await;
+    let (b, _bi) = nodes.pop().unwrap();
+    let (a0, _) = nodes.pop().unwrap();
+    a0.shutdown().await;
+    drop(a0);
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let listener = TcpListener::bind(addrs["a"]).await.unwrap();
+    let mut cfg = config("a", addrs["a"], &addrs);
+    cfg.peers.insert("b".into(), vec![dead_addr, addrs["b"]]);
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(cfg, listener).unwrap();
+    a.wait_established("b", 1).await.unwrap();
+    assert!(a.counters().peers["b"].failed_attempts >= 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_answering_under_another_name_is_not_used() {
+    // a believes "b" lives at c's address; c accepts a but answers as "c", so a refuses it.
+    let (nodes, addrs) = cluster(&["a", "b", "c"]).await;
+    for (m, _) in &nodes {
+        m.shutdown().await;
+    }
+    drop(nodes);
+    let la = TcpListener::bind(addrs["a"]).await.unwrap();
+    let lc = TcpListener::bind(addrs["c"]).await.unwrap();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.peers.insert("b".into(), vec![addrs["c"]]);
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (c, _ci) =
+        Messenger::<TestMsg>::start_with_listener(config("c", addrs["c"], &addrs), lc).unwrap();
+    eventually("a refusing the impostor", || {
+        a.counters().peers["b"].refused_by_peer > 0
+    })
+    .await;
+    assert_eq!(a.counters().peers["b"].connects, 0);
     a.shutdown().await;
     c.shutdown().await;
 }

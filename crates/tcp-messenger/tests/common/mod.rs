@@ -83,3 +83,17 @@ pub async fn cluster(
     }
     (nodes, addrs)
 }
+
+/// Wait, yielding to the runtime, until `cond` holds (counters are bumped just after the event
+/// they count, so a test that saw the event may need to wait a moment for the counter). The
+/// 60 s guard only turns a bug into a failure instead of a hang; passing never depends on it.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let wait = async {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
