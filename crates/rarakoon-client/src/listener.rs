@@ -17,6 +17,42 @@
 //! - After a protocol error the reference's answer is written (if it has one) and the
 //!   connection is closed; after an error reply the connection is closed when the handler's
 //!   [`Outcome`] says so (by default: Arakoon's "closed after" column, §4.1).
+//!
+//! A node implements [`Handler`]; this one answers reads from a fixed value and refuses
+//! writes the way a slave does (closing the connection, as Arakoon does after NotMaster):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rarakoon_client::listener::{ConnectionInfo, Handler, Listener, ListenerConfig, Outcome};
+//! use rarakoon_client::{Client, ClientConfig, Consistency, Error, ErrorCode, ErrorReply};
+//! use rarakoon_client::{Request, Response};
+//!
+//! struct ReadOnlySlave;
+//!
+//! impl Handler for ReadOnlySlave {
+//!     async fn handle(&self, _conn: &ConnectionInfo, request: Request) -> Outcome {
+//!         match request {
+//!             Request::WhoMaster => Response::WhoMaster(Some("node_0".into())).into(),
+//!             Request::Get { .. } => Response::Get("42".into()).into(),
+//!             _ => ErrorReply::new(ErrorCode::NotMaster, "None").into(),
+//!         }
+//!     }
+//! }
+//!
+//! let listener =
+//!     Listener::bind("127.0.0.1:0".parse()?, ListenerConfig::new("demo"), Arc::new(ReadOnlySlave))
+//!         .await?;
+//! let mut config = ClientConfig::new("demo").node("node_0", listener.local_addr());
+//! config.max_attempts = 1;
+//! let client = Client::new(config)?.with_consistency(Consistency::NoGuarantees);
+//! assert_eq!(client.get("anything").await?, "42");
+//! assert!(matches!(client.set("k", "v").await, Err(Error::NoMaster { .. })));
+//! listener.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
