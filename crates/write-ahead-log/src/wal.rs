@@ -12,7 +12,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -90,6 +90,9 @@ pub struct Wal {
     synced_next: u64,
     failure: Option<Arc<str>>,
     recovery: RecoveryReport,
+    /// The last archive decompressed by `read` (first index, records), so a peer catching up
+    /// through an archive in many small reads decompresses it once.
+    archive_cache: Mutex<Option<(u64, Bytes)>>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -243,6 +246,7 @@ impl Wal {
             synced_next,
             failure: None,
             recovery,
+            archive_cache: Mutex::new(None),
         })
     }
 
@@ -564,11 +568,7 @@ impl Wal {
                     .map_err(WalError::io("read", path))?;
                 (Bytes::from(data), start)
             }
-            Storage::Archived => {
-                let data =
-                    segment::read_archive(self.fs.as_ref(), path, self.config.max_segment_bytes)?;
-                (Bytes::from(data), 0)
-            }
+            Storage::Archived => (self.read_archive_cached(segment)?, 0),
         };
         let mut offset = 0usize;
         let mut taken = 0usize;
@@ -595,6 +595,34 @@ impl Wal {
             });
         }
         Ok(())
+    }
+
+    fn forget_cached_archive(&mut self) {
+        *self
+            .archive_cache
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    fn read_archive_cached(&self, segment: &Segment) -> Result<Bytes> {
+        // The cache only ever holds a copy of immutable archive contents, so a poisoned lock
+        // (a panic elsewhere) cannot leave it inconsistent.
+        let mut cache = self
+            .archive_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((first, data)) = cache.as_ref()
+            && *first == segment.first_index
+        {
+            return Ok(data.clone());
+        }
+        let data = Bytes::from(segment::read_archive(
+            self.fs.as_ref(),
+            &segment.path,
+            self.config.max_segment_bytes,
+        )?);
+        *cache = Some((segment.first_index, data.clone()));
+        Ok(data)
     }
 
     /// Drops every entry after `index` (durably) so that Multi-Paxos can overwrite an accepted
@@ -686,6 +714,7 @@ impl Wal {
     /// log empty at `snapshot_index + 1` (an empty segment with that name records it durably).
     pub fn reset_after_snapshot(&mut self, snapshot_index: u64) -> Result<()> {
         self.check_usable()?;
+        self.forget_cached_archive();
         self.writer = None;
         while let Some(newest) = self.segments.pop() {
             self.remove_durably(&newest.path)?;
@@ -738,6 +767,7 @@ impl Wal {
     pub fn prune(&mut self, up_to: u64, segments_to_keep: usize) -> Result<usize> {
         self.check_usable()?;
         let keep = segments_to_keep.max(1);
+        self.forget_cached_archive();
         let mut removed = 0;
         while self.segments.len() > keep {
             let oldest = &self.segments[0];

@@ -541,3 +541,34 @@ fn torn_tail_warning_names_file_offset_and_bytes() {
         "{log}"
     );
 }
+
+#[test]
+fn many_small_reads_through_an_archive() {
+    let fs = SimFs::new(21);
+    let mut wal = open_sim(&fs, cfg()).unwrap();
+    append_range(&mut wal, 1, 30);
+    wal.archive_completed_segments(20).unwrap();
+    assert!(
+        wal.segment_starts()
+            .iter()
+            .filter(|(_, archived)| *archived)
+            .count()
+            >= 3
+    );
+    let mut next = 1;
+    let mut seen = Vec::new();
+    while next <= 30 {
+        let batch = wal.read(next, 30, 1).unwrap();
+        assert_eq!(batch.len(), 1);
+        seen.extend(batch.iter().map(|e| (e.index, e.bytes.to_vec())));
+        next = batch[0].index + 1;
+    }
+    assert_eq!(seen, (1..=30).map(|i| (i, payload(i))).collect::<Vec<_>>());
+    wal.prune(20, 1).unwrap();
+    assert!(wal.first_index().unwrap() > 1);
+    let first = wal.first_index().unwrap();
+    assert_eq!(
+        wal.read(first, first, 1).unwrap()[0].bytes.as_ref(),
+        payload(first).as_slice()
+    );
+}
