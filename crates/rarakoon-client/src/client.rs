@@ -115,7 +115,36 @@ impl ClientConfig {
     }
 }
 
-/// A builder for the updates of a sequence (SEQUENCE / SYNCED_SEQUENCE), run atomically.
+/// A builder for the updates of a sequence (SEQUENCE / SYNCED_SEQUENCE), run atomically: if
+/// one update fails, none is applied and the call fails with that update's error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use std::sync::Arc;
+/// # use rarakoon_client::listener::{Listener, ListenerConfig};
+/// # use rarakoon_client::memory::MemoryHandler;
+/// use rarakoon_client::{Client, ClientConfig, Error, Sequence};
+/// # let handler = Arc::new(MemoryHandler::master("arakoon", "node_0"));
+/// # let listener =
+/// #     Listener::bind("127.0.0.1:0".parse()?, ListenerConfig::new("arakoon"), handler).await?;
+/// # let client = Client::new(ClientConfig::new("arakoon").node("node_0", listener.local_addr()))?;
+/// client.set("counter", "1").await?;
+/// // Compare-and-swap of two keys at once.
+/// let bump = Sequence::new()
+///     .assert("counter", Some("1".into()))
+///     .set("counter", "2")
+///     .set("log/2", "bumped");
+/// client.sequence(bump).await?;
+///
+/// // A failing assertion applies nothing.
+/// let stale = Sequence::new().assert("counter", Some("1".into())).set("log/3", "lost");
+/// assert!(matches!(client.sequence(stale).await, Err(Error::AssertionFailed(_))));
+/// assert!(!client.exists("log/3").await?);
+/// # listener.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sequence {
     updates: Vec<Update>,

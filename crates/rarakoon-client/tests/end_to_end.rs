@@ -690,3 +690,101 @@ async fn ping_with_another_cluster_is_refused() {
     assert_eq!(read_to_close(&mut s).await, frame(0x06, b"Wrong cluster"));
     listener.shutdown().await;
 }
+
+/// Sends requests on one raw connection with the client codec and returns the replies.
+async fn raw_calls(addr: SocketAddr, requests: &[Request]) -> Vec<rarakoon_client::Reply> {
+    use bytes::BytesMut;
+    use rarakoon_client::{ClientCodec, Prologue};
+    use tokio_util::codec::{Decoder, Encoder};
+    let mut codec = ClientCodec::new(Limits::default());
+    let mut out = BytesMut::new();
+    codec
+        .encode(
+            &Prologue {
+                cluster_id: b(CLUSTER),
+            },
+            &mut out,
+        )
+        .unwrap();
+    for r in requests {
+        codec.encode(r, &mut out).unwrap();
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut input = BytesMut::new();
+    let mut replies = Vec::new();
+    while replies.len() < requests.len() {
+        if let Some((_, reply)) = codec.decode(&mut input).unwrap() {
+            replies.push(reply);
+            continue;
+        }
+        assert!(s.read_buf(&mut input).await.unwrap() > 0, "closed early");
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_slave_gates_writes_and_consistent_reads_but_serves_admin_and_dirty_reads() {
+    let mut cfg = MemoryConfig::master(CLUSTER, "node_0");
+    cfg.role = Role::Slave {
+        master: Some(b("node_1")),
+    };
+    let listener = start_with(
+        Arc::new(MemoryHandler::new(cfg)),
+        ListenerConfig::new(CLUSTER),
+    )
+    .await;
+    let addr = listener.local_addr();
+    let not_master = Err(ErrorReply::new(ErrorCode::NotMaster, b("node_1")));
+    // Admin operations meant for slaves succeed, pipelined on one connection.
+    let replies = raw_calls(
+        addr,
+        &[
+            Request::OptimizeDb,
+            Request::DefragDb,
+            Request::CopyDbToHead { tlogs_to_keep: 1 },
+            Request::WhoMaster,
+            Request::Get {
+                consistency: Consistency::NoGuarantees,
+                key: b("k"),
+            },
+            Request::CurrentState,
+        ],
+    )
+    .await;
+    assert_eq!(
+        replies,
+        vec![
+            Ok(Response::OptimizeDb),
+            Ok(Response::DefragDb),
+            Ok(Response::CopyDbToHead),
+            Ok(Response::WhoMaster(Some(b("node_1")))),
+            Err(ErrorReply::not_found()),
+            Ok(Response::CurrentState(b("Slave_steady_state"))),
+        ]
+    );
+    // A write, then (new connection, since NotMaster closes) a consistent read.
+    assert_eq!(
+        raw_calls(
+            addr,
+            &[Request::Set {
+                key: b("k"),
+                value: b("v")
+            }]
+        )
+        .await,
+        vec![not_master.clone()]
+    );
+    assert_eq!(
+        raw_calls(
+            addr,
+            &[Request::Get {
+                consistency: Consistency::Consistent,
+                key: b("k"),
+            }]
+        )
+        .await,
+        vec![not_master]
+    );
+    listener.shutdown().await;
+}
