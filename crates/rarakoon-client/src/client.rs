@@ -63,7 +63,7 @@ use crate::types::{
     ClientCfg, Consistency, Interval, NamedValue, NurseryCfg, RangeQuery, Routing, VersionInfo,
 };
 use crate::update::{RangeAssertion, Update};
-use crate::wire::Limits;
+use crate::wire::{Limits, ProtocolError};
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -320,6 +320,7 @@ impl Connection {
     async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Reply, CallFailure> {
         let deadline = Instant::now() + timeout;
         let opcode = request.opcode();
+        self.check_idle_connection().map_err(CallFailure::NotSent)?;
         self.codec
             .encode(request, &mut self.output)
             .map_err(|e| CallFailure::NotSent(Error::from_codec(&self.node, e)))?;
@@ -367,6 +368,29 @@ impl Connection {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => Err(CallFailure::Sent(e)),
             Err(_) => Err(CallFailure::Sent(Error::Timeout { opcode, timeout })),
+        }
+    }
+
+    /// Between requests nothing may arrive. A node that closed the connection meanwhile
+    /// (restart, shutdown) shows here as EOF; finding that out before sending keeps a write's
+    /// outcome known instead of indeterminate.
+    fn check_idle_connection(&mut self) -> Result<(), Error> {
+        self.input.reserve(1);
+        match self.stream.try_read_buf(&mut self.input) {
+            Ok(0) => Err(Error::Closed {
+                node: self.node.clone(),
+            }),
+            Ok(_) => Err(Error::Protocol {
+                node: self.node.clone(),
+                source: ProtocolError::UnexpectedResponse {
+                    len: self.input.len(),
+                },
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(source) => Err(Error::Io {
+                node: self.node.clone(),
+                source,
+            }),
         }
     }
 

@@ -286,6 +286,24 @@ impl Request {
         }
     }
 
+    /// The read consistency the request carries, if it is a read with a `cons` flag.
+    pub fn consistency(&self) -> Option<Consistency> {
+        match self {
+            Request::Exists { consistency, .. }
+            | Request::Get { consistency, .. }
+            | Request::PrefixKeys { consistency, .. }
+            | Request::MultiGet { consistency, .. }
+            | Request::Assert { consistency, .. }
+            | Request::AssertExists { consistency, .. }
+            | Request::MultiGetOption { consistency, .. }
+            | Request::UserHook { consistency, .. } => Some(*consistency),
+            Request::Range(q) | Request::RangeEntries(q) | Request::RevRangeEntries(q) => {
+                Some(q.consistency)
+            }
+            _ => None,
+        }
+    }
+
     /// Appends the command word and fields.
     pub fn encode(&self, out: &mut BytesMut) {
         out.put_u32_le(self.opcode().command_word());

@@ -788,3 +788,23 @@ async fn a_slave_gates_writes_and_consistent_reads_but_serves_admin_and_dirty_re
     );
     listener.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_write_after_the_node_restarted_is_not_indeterminate() {
+    let handler = Arc::new(MemoryHandler::master(CLUSTER, "node_0"));
+    let listener = start_with(handler, ListenerConfig::new(CLUSTER)).await;
+    let addr = listener.local_addr();
+    let c = client_for(&[("node_0", addr)]);
+    c.set("k", "v").await.unwrap();
+    // The node goes away (closing the idle connection) and comes back on the same port.
+    listener.shutdown().await;
+    let handler = Arc::new(MemoryHandler::master(CLUSTER, "node_0"));
+    let listener = Listener::bind(addr, ListenerConfig::new(CLUSTER), handler.clone())
+        .await
+        .unwrap();
+    // The client notices the closed connection before sending: the write is simply redone
+    // on a new connection.
+    c.set("k2", "v2").await.unwrap();
+    assert_eq!(handler.value(b"k2"), Some(b("v2")));
+    listener.shutdown().await;
+}
