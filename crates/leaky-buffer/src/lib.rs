@@ -6,7 +6,8 @@
 //! messages and goes on; Paxos retransmits whatever matters if it is dropped.
 //!
 //! Invariants kept (all state lives under one mutex, so every operation is atomic):
-//! - the queue never holds more than `capacity` items;
+//! - the queue never holds more than `capacity` items, nor (for a weighted queue) more than
+//!   `max_weight` in total unless it holds a single item;
 //! - items are received in the order they were accepted (FIFO);
 //! - `accepted == received + queued + discarded_on_receiver_drop`, and every refused item is
 //!   either counted in [`Sender::dropped`] (queue full) or returned as [`SendError::Closed`];
@@ -26,17 +27,32 @@ use std::task::{Context, Poll, Waker};
 
 /// Create a leaky queue holding at most `capacity` items (a capacity of 0 is raised to 1).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    channel_weighted(capacity, usize::MAX, |_| 0)
+}
+
+/// Create a leaky queue bounded both by `capacity` items and by `max_weight`, the sum of
+/// `weigh(item)` over queued items (typically bytes). An item that would push the total over
+/// `max_weight` is dropped like one that finds the queue full, except that an empty queue always
+/// takes one item (so a single heavy item is never refused forever).
+pub fn channel_weighted<T>(
+    capacity: usize,
+    max_weight: usize,
+    weigh: fn(&T) -> usize,
+) -> (Sender<T>, Receiver<T>) {
     let capacity = capacity.max(1);
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             // Pre-allocate moderately: a large capacity is a bound, not an expected size.
             queue: VecDeque::with_capacity(capacity.min(1024)),
+            weight: 0,
             senders: 1,
             receiver_alive: true,
             closed: false,
             rx_waker: None,
         }),
         capacity,
+        max_weight,
+        weigh,
         dropped: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
     });
@@ -51,6 +67,8 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
+    max_weight: usize,
+    weigh: fn(&T) -> usize,
     /// Items refused because the queue was full.
     dropped: AtomicU64,
     /// Items accepted into the queue.
@@ -59,6 +77,8 @@ struct Shared<T> {
 
 struct State<T> {
     queue: VecDeque<T>,
+    /// Sum of `weigh` over `queue`.
+    weight: usize,
     senders: usize,
     receiver_alive: bool,
     /// Set by [`Receiver::close`]: no more items are accepted.
@@ -127,11 +147,15 @@ impl<T> Sender<T> {
             if !state.receiver_alive || state.closed {
                 return Err(SendError::Closed(item));
             }
-            if state.queue.len() >= self.shared.capacity {
+            let weight = (self.shared.weigh)(&item);
+            let too_heavy = !state.queue.is_empty()
+                && state.weight.saturating_add(weight) > self.shared.max_weight;
+            if state.queue.len() >= self.shared.capacity || too_heavy {
                 drop(state);
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 return Err(SendError::Full(item));
             }
+            state.weight = state.weight.saturating_add(weight);
             state.queue.push_back(item);
             self.shared.accepted.fetch_add(1, Ordering::Relaxed);
             state.rx_waker.take()
@@ -226,7 +250,7 @@ impl<T> Receiver<T> {
     /// Poll form of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
-        if let Some(item) = state.queue.pop_front() {
+        if let Some(item) = self.pop(&mut state) {
             return Poll::Ready(Some(item));
         }
         if state.senders == 0 || state.closed {
@@ -247,7 +271,12 @@ impl<T> Receiver<T> {
             let mut state = self.shared.lock();
             if !state.queue.is_empty() {
                 let n = state.queue.len().min(limit);
-                buf.extend(state.queue.drain(..n));
+                let weigh = self.shared.weigh;
+                let mut removed = 0usize;
+                buf.extend(state.queue.drain(..n).inspect(|item| {
+                    removed = removed.saturating_add(weigh(item));
+                }));
+                state.weight = state.weight.saturating_sub(removed);
                 return Poll::Ready(n);
             }
             if state.senders == 0 || state.closed {
@@ -262,7 +291,7 @@ impl<T> Receiver<T> {
     /// Take the next item if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.lock();
-        match state.queue.pop_front() {
+        match self.pop(&mut state) {
             Some(item) => Ok(item),
             None if state.senders == 0 || state.closed => Err(TryRecvError::Closed),
             None => Err(TryRecvError::Empty),
@@ -279,7 +308,19 @@ impl<T> Receiver<T> {
         let mut state = self.shared.lock();
         let n = state.queue.len();
         state.queue.clear();
+        state.weight = 0;
         n
+    }
+
+    /// Total weight of the queued items (0 for an unweighted queue).
+    pub fn weight(&self) -> usize {
+        self.shared.lock().weight
+    }
+
+    fn pop(&self, state: &mut State<T>) -> Option<T> {
+        let item = state.queue.pop_front()?;
+        state.weight = state.weight.saturating_sub((self.shared.weigh)(&item));
+        Some(item)
     }
 
     /// Items queued right now.
@@ -357,6 +398,24 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(5));
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         assert_eq!(rx.accepted(), 3);
+    }
+
+    #[test]
+    fn weight_bound_drops_heavy_items_but_never_starves_an_empty_queue() {
+        let (tx, mut rx) = channel_weighted::<Vec<u8>>(10, 100, Vec::len);
+        tx.send(vec![0; 60]).unwrap();
+        assert!(matches!(tx.send(vec![0; 50]), Err(SendError::Full(_))));
+        tx.send(vec![0; 40]).unwrap();
+        assert_eq!(rx.weight(), 100);
+        assert_eq!(rx.try_recv().unwrap().len(), 60);
+        assert_eq!(rx.weight(), 40);
+        assert_eq!(rx.try_recv().unwrap().len(), 40);
+        // An empty queue takes one item heavier than the bound.
+        tx.send(vec![0; 500]).unwrap();
+        assert!(matches!(tx.send(vec![0; 1]), Err(SendError::Full(_))));
+        assert_eq!(tx.dropped(), 2);
+        assert_eq!(rx.clear(), 1);
+        assert_eq!(rx.weight(), 0);
     }
 
     #[test]

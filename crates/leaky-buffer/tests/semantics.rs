@@ -2,9 +2,11 @@
 //! proptest of every operation sequence against a plain `VecDeque`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use leaky_buffer::{SendError, TryRecvError, channel};
+use leaky_buffer::{SendError, TryRecvError, channel, channel_weighted};
 use proptest::prelude::*;
 use std::collections::VecDeque;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 #[tokio::test]
 async fn recv_waits_for_a_send() {
@@ -106,6 +108,7 @@ async fn many_producers_threads_lose_nothing_but_counted_drops() {
 enum Op {
     Send(u8),
     Recv,
+    RecvMany(usize),
     CloneSender,
     DropSender,
     Close,
@@ -116,6 +119,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => any::<u8>().prop_map(Op::Send),
         4 => Just(Op::Recv),
+        2 => (1usize..4).prop_map(Op::RecvMany),
         1 => Just(Op::CloneSender),
         1 => Just(Op::DropSender),
         1 => Just(Op::Close),
@@ -125,10 +129,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 proptest! {
     /// Any interleaving of operations by several senders and the receiver behaves like the
-    /// model: a bounded FIFO that refuses (and counts) the newest item when full.
+    /// model: a FIFO bounded in items and in weight (an item weighs its value) that refuses
+    /// (and counts) the newest item when full, except that an empty queue takes any item.
     #[test]
-    fn behaves_like_the_model(capacity in 1usize..6, ops in proptest::collection::vec(op(), 0..200)) {
-        let (tx, mut rx) = channel::<u8>(capacity);
+    fn behaves_like_the_model(
+        capacity in 1usize..6,
+        max_weight in 1usize..600,
+        ops in proptest::collection::vec(op(), 0..200),
+    ) {
+        let (tx, mut rx) = channel_weighted::<u8>(capacity, max_weight, |v| usize::from(*v));
         let mut senders = vec![tx];
         let mut model: VecDeque<u8> = VecDeque::new();
         let mut closed = false;
@@ -140,7 +149,11 @@ proptest! {
                     let got = tx.send(v);
                     if closed {
                         prop_assert_eq!(got, Err(SendError::Closed(v)));
-                    } else if model.len() == capacity {
+                    } else if model.len() == capacity
+                        || (!model.is_empty()
+                            && model.iter().map(|v| usize::from(*v)).sum::<usize>() + usize::from(v)
+                                > max_weight)
+                    {
                         prop_assert_eq!(got, Err(SendError::Full(v)));
                         dropped += 1;
                     } else {
@@ -155,6 +168,28 @@ proptest! {
                         None => Err(TryRecvError::Empty),
                     };
                     prop_assert_eq!(rx.try_recv(), want);
+                }
+                Op::RecvMany(limit) => {
+                    let mut got = Vec::new();
+                    let polled = {
+                        let fut = pin!(rx.recv_many(&mut got, limit));
+                        fut.poll(&mut Context::from_waker(Waker::noop()))
+                    };
+                    let n = model.len().min(limit);
+                    let want: Vec<u8> = model.drain(..n).collect();
+                    match polled {
+                        Poll::Ready(k) => {
+                            prop_assert_eq!(k, n);
+                            prop_assert_eq!(got, want);
+                            if n == 0 {
+                                prop_assert!(closed || senders.is_empty());
+                            }
+                        }
+                        Poll::Pending => {
+                            prop_assert_eq!(n, 0);
+                            prop_assert!(!closed && !senders.is_empty());
+                        }
+                    }
                 }
                 Op::CloneSender => {
                     if let Some(tx) = senders.first() {
@@ -174,6 +209,7 @@ proptest! {
                 }
             }
             prop_assert_eq!(rx.len(), model.len());
+            prop_assert_eq!(rx.weight(), model.iter().map(|v| usize::from(*v)).sum::<usize>());
             prop_assert_eq!(rx.dropped(), dropped);
         }
     }

@@ -22,6 +22,9 @@ pub struct MessengerConfig {
     pub peers: BTreeMap<String, Vec<SocketAddr>>,
     /// Bound of each outgoing queue (messages); the newest message is dropped beyond it.
     pub queue_capacity: usize,
+    /// Bound of each outgoing queue in bytes of encoded frames (an empty queue still takes one
+    /// frame of any size up to `max_frame`).
+    pub queue_bytes: usize,
     /// Bound of the inbox (messages); readers wait (TCP pushes back) when it is full.
     pub inbox_capacity: usize,
     /// Largest accepted frame payload, in bytes, both ways.
@@ -38,7 +41,7 @@ pub struct MessengerConfig {
 }
 
 impl MessengerConfig {
-    /// A configuration with default bounds: queues of 4096 messages, 16 MiB frames, batches of
+    /// A configuration with default bounds: queues of 4096 messages and 64 MiB, 16 MiB frames, batches of
     /// up to 256 messages, default backoff, a
     /// 10 s dead-peer timeout.
     pub fn new(
@@ -53,6 +56,7 @@ impl MessengerConfig {
             listen,
             peers,
             queue_capacity: 4096,
+            queue_bytes: 64 * 1024 * 1024,
             inbox_capacity: 4096,
             max_frame: wire_codec::DEFAULT_MAX_FRAME,
             batch_limit: 256,

@@ -170,7 +170,11 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             if *peer == config.node_name {
                 continue;
             }
-            let (queue, rx) = leaky_buffer::channel(config.queue_capacity);
+            let (queue, rx) = leaky_buffer::channel_weighted(
+                config.queue_capacity,
+                config.queue_bytes,
+                Frame::len,
+            );
             let counters = Arc::new(LinkCounters::default());
             let (established_tx, established) = watch::channel(0);
             let ctx = LinkContext {
@@ -366,8 +370,14 @@ fn validate(config: &MessengerConfig) -> Result<(), StartError> {
             return bad(format!("peer {peer:?} has no address"));
         }
     }
-    if config.queue_capacity == 0 || config.inbox_capacity == 0 || config.batch_limit == 0 {
-        return bad("queue_capacity, inbox_capacity and batch_limit must be at least 1".into());
+    if config.queue_capacity == 0
+        || config.queue_bytes == 0
+        || config.inbox_capacity == 0
+        || config.batch_limit == 0
+    {
+        return bad(
+            "queue_capacity, queue_bytes, inbox_capacity and batch_limit must be at least 1".into(),
+        );
     }
     if config.max_frame == 0 {
         return bad("max_frame must be at least 1 byte".into());

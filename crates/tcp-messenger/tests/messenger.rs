@@ -126,6 +126,34 @@ async fn full_queue_drops_newest_and_counts() {
     a.shutdown().await;
 }
 
+#[tokio::test]
+async fn queue_bytes_bound_drops_newest() {
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), listener.local_addr().unwrap()),
+        ("b".to_owned(), dead_addr),
+    ]
+    .into_iter()
+    .collect();
+    let mut cfg = config("a", addrs["a"], &addrs);
+    cfg.queue_bytes = 10_000;
+    let (a, _inbox) = Messenger::<TestMsg>::start_with_listener(cfg, listener).unwrap();
+    let frame = a.encode(&TestMsg::Blob(vec![0; 3000])).unwrap();
+    for _ in 0..3 {
+        a.send_frame("b", frame.clone()).unwrap();
+    }
+    assert!(matches!(
+        a.send_frame("b", frame.clone()),
+        Err(SendError::QueueFull(_))
+    ));
+    let c = a.counters().peers["b"];
+    assert_eq!((c.queued, c.dropped), (3, 1));
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_restart_link_comes_back() {
     let (mut nodes, addrs) = cluster(&["a", "b"]).await;
