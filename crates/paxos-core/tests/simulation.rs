@@ -41,23 +41,24 @@ fn swarm_ci_seeds() {
 }
 
 #[test]
-fn debug_quiet() {
-    let Some(seed) = std::env::var("DEBUG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    else {
+fn debug_seed() {
+    let Some(seed) = std::env::var("DEBUG_SEED").ok().and_then(|s| s.parse().ok()) else {
         return;
     };
+    let from: u64 = std::env::var("DEBUG_FROM").ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
     let opts = SimOptions::swarm(seed);
-    let heal = opts.fault_time;
+    eprintln!("{opts:?}");
     let mut w = World::new(opts);
-    w.run_until(heal - 1000 * MS);
-    for step in 0..40 {
-        w.run_until(heal - 1000 * MS + step * 200 * MS);
-        eprintln!("t={} master={:?}", w.now / MS, w.master());
-        for n in 0..w.opts.voters + usize::from(w.opts.learner) {
-            eprintln!("   {n}: {:?}", w.core(n).map(|c| c.status()));
+    let mut last = 0;
+    for step in 0..200 {
+        if step * 100 >= from {
+            w.verbose = true;
+        }
+        w.run_until(step * 100 * MS);
+        eprintln!("t={} master={:?} events +{}", w.now / MS, w.master(), w.events - last);
+        last = w.events;
+        if step * 100 > from.saturating_add(100) {
+            break;
         }
     }
-    eprintln!("{:?}\n{:?}", w.became_master_log, w.stopped_master_log);
 }

@@ -14,7 +14,7 @@ use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
 
 impl Core {
     pub(crate) fn tick(&mut self, out: &mut Vec<Effect>) {
-        if let Some((_, sent)) = self.catch_up
+        if let Some((_, sent, _)) = self.catch_up
             && self.now >= sent.saturating_add(self.cfg.retransmit_interval)
         {
             self.catch_up = None;

@@ -76,7 +76,7 @@ impl Core {
         if self.catch_up.is_some() || self.snapshot_pending {
             return;
         }
-        self.catch_up = Some((peer, self.now));
+        self.catch_up = Some((peer, self.now, self.committed + 1));
         out.push(Effect::Send {
             to: peer,
             msg: Message::CatchUpRequest {
@@ -125,7 +125,12 @@ impl Core {
         peer_committed: Index,
         out: &mut Vec<Effect>,
     ) {
-        if self.catch_up.is_some_and(|(p, _)| p == from) {
+        // Only the answer to the outstanding request releases it; duplicates and stale
+        // answers are used if they help but never trigger new requests (no amplification).
+        let answers_request = self
+            .catch_up
+            .is_some_and(|(p, _, asked)| p == from && asked == first);
+        if answers_request {
             self.catch_up = None;
         }
         let count = values.len() as u64;
@@ -157,10 +162,13 @@ impl Core {
             });
             self.emit_committed(index, value, false, out);
         }
-        if !fresh.is_empty() {
+        let progressed = !fresh.is_empty();
+        if progressed {
             self.persist(None, fresh, out);
         }
-        if self.committed < self.commit_hint.0
+        if answers_request
+            && progressed
+            && self.committed < self.commit_hint.0
             && let Some(peer) = self.commit_hint.1
         {
             self.request_catch_up(peer, out);
@@ -173,7 +181,7 @@ impl Core {
         snapshot_index: Index,
         out: &mut Vec<Effect>,
     ) {
-        if self.catch_up.is_some_and(|(p, _)| p == from) {
+        if self.catch_up.is_some_and(|(p, _, _)| p == from) {
             self.catch_up = None;
         }
         if snapshot_index > self.committed

@@ -147,8 +147,8 @@ pub struct Core {
     pub(crate) known_master: Option<NodeId>,
     /// Highest committed index any peer told us about, and who.
     pub(crate) commit_hint: (Index, Option<NodeId>),
-    /// Outstanding catch-up request: (peer, sent at).
-    pub(crate) catch_up: Option<(NodeId, Time)>,
+    /// Outstanding catch-up request: (peer, sent at, first index asked).
+    pub(crate) catch_up: Option<(NodeId, Time, Index)>,
     pub(crate) snapshot_pending: bool,
     pub(crate) queue: VecDeque<Proposal>,
     pub(crate) commit_dirty: bool,

@@ -1432,6 +1432,16 @@ impl World {
         self.current_master()
     }
 
+    /// Index up to which node `n` applied committed values to its store.
+    pub fn applied(&self, n: usize) -> Index {
+        self.nodes[n].applied()
+    }
+
+    /// The trace hash so far (determinism checks).
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
     pub fn core(&self, n: usize) -> Option<&Core> {
         self.nodes[n].core.as_ref()
     }
