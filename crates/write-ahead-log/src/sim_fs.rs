@@ -179,6 +179,17 @@ impl SimFs {
         }
     }
 
+    /// Simulates the process dying and starting again while the machine keeps running: the
+    /// page cache (unsynced bytes, unsynced directory entries) survives, open handles become
+    /// invalid, and the halt and pending faults are cleared.
+    pub fn restart_process(&self) {
+        let mut st = lock(&self.state);
+        st.generation += 1;
+        st.halt_after = None;
+        st.write_fault = None;
+        st.sync_fault = None;
+    }
+
     /// The `after`-th next write (0 = the very next one) fails with `fault`; nothing is written.
     pub fn fail_write(&self, after: u64, fault: SimFault) {
         lock(&self.state).write_fault = Some((after, fault));

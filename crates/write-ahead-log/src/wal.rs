@@ -228,13 +228,23 @@ impl Wal {
         }
 
         let synced_next = segments.last().map_or(0, Segment::next_index);
-        let writer = match segments.last() {
+        let mut writer = match segments.last() {
             Some(newest) if matches!(newest.storage, Storage::Raw { .. }) => Some(
                 fs.open_append(&newest.path)
                     .map_err(WalError::io("open for appending", &newest.path))?,
             ),
             _ => None,
         };
+        // What we just read may still be only in the page cache, written by a process that
+        // died before syncing (the machine kept running). Make it durable before building on
+        // it, or a later crash could lose entries under ones we acknowledge.
+        if let (Some(writer), Some(newest)) = (&mut writer, segments.last()) {
+            writer
+                .sync_data()
+                .map_err(WalError::io("fsync", &newest.path))?;
+        }
+        fs.sync_dir(&dir)
+            .map_err(WalError::io("fsync directory", &dir))?;
         Ok(Wal {
             fs,
             dir,
@@ -331,7 +341,8 @@ impl Wal {
         let mut buf = std::mem::take(&mut self.encode_buf);
         buf.clear();
         let result = self.append_into(entries, &mut buf);
-        let flushed = if buf.is_empty() {
+        // After a failed write the handle is dead: never write the leftover buffer after it.
+        let flushed = if buf.is_empty() || self.failure.is_some() {
             Ok(())
         } else {
             self.flush(&mut buf)
@@ -400,6 +411,7 @@ impl Wal {
     }
 
     fn flush(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.check_usable()?;
         let Some(writer) = self.writer.as_mut() else {
             return Err(self.fail(WalError::Failed("internal: no open segment".into())));
         };
@@ -409,6 +421,7 @@ impl Wal {
                 .last()
                 .map(|s| s.path.clone())
                 .unwrap_or_default();
+            self.cut_unsynced_tail();
             return Err(self.fail(WalError::Io {
                 op: "write",
                 path,
@@ -478,6 +491,7 @@ impl Wal {
                 .last()
                 .map(|s| s.path.clone())
                 .unwrap_or_default();
+            self.cut_unsynced_tail();
             return Err(self.fail(WalError::Io {
                 op: "fsync",
                 path,
@@ -487,6 +501,37 @@ impl Wal {
         self.unsynced = false;
         self.synced_next = self.next_index().unwrap_or(0);
         Ok(())
+    }
+
+    /// After a failed write or fsync: best effort, cut the newest segment back to its last
+    /// synced length. Linux may have dropped the dirty pages while the page cache still shows
+    /// them, so without this a reopen (without a reboot) would read entries that never reach
+    /// the disk and later find a hole of zeroes in the middle of the log.
+    fn cut_unsynced_tail(&mut self) {
+        let Some(Segment {
+            first_index,
+            storage: Storage::Raw { offsets, len },
+            path,
+            ..
+        }) = self.segments.last()
+        else {
+            return;
+        };
+        let synced_entries = self.synced_next.saturating_sub(*first_index) as usize;
+        let keep = offsets
+            .get(synced_entries)
+            .map_or(*len, |&offset| u64::from(offset));
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        match writer.truncate(keep).and_then(|()| writer.sync_data()) {
+            Ok(()) => {
+                tracing::warn!(file = %path.display(), length = keep, "cut unsynced bytes after a failed write or fsync")
+            }
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "could not cut unsynced bytes after a failed write or fsync")
+            }
+        }
     }
 
     /// [`Wal::append`] then [`Wal::sync`]: the batch is durable when this returns `Ok`.
@@ -674,20 +719,23 @@ impl Wal {
         *len = cut_at;
         segment.entries = keep as u64;
         let path = segment.path.clone();
-        let result = self.fs.open_append(&path).and_then(|mut writer| {
-            writer.truncate(cut_at)?;
-            writer.sync_data()?;
-            Ok(writer)
-        });
-        match result {
-            Ok(writer) => self.writer = Some(writer),
+        let writer = match self.fs.open_append(&path) {
+            Ok(writer) => self.writer.insert(writer),
             Err(source) => {
                 return Err(self.fail(WalError::Io {
-                    op: "truncate",
+                    op: "open for truncating",
                     path,
                     source,
                 }));
             }
+        };
+        if let Err(source) = writer.truncate(cut_at).and_then(|()| writer.sync_data()) {
+            self.cut_unsynced_tail();
+            return Err(self.fail(WalError::Io {
+                op: "truncate",
+                path,
+                source,
+            }));
         }
         self.unsynced = false;
         self.synced_next = first_dropped;

@@ -20,6 +20,8 @@ enum Op {
     /// Replace the uncommitted tail: keep `fraction`/256 of the entries past the commit point.
     Truncate(u8),
     Collapse,
+    /// The n-th next write (false) or fsync (true) fails with ENOSPC or EIO.
+    Fault(bool, u8, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Commit),
         1 => any::<u8>().prop_map(Op::Truncate),
         1 => Just(Op::Collapse),
+        1 => (any::<bool>(), 0u8..4, any::<bool>()).prop_map(|(sync, after, eio)| Op::Fault(sync, after, eio)),
     ]
 }
 
@@ -51,6 +54,47 @@ fn entry_payload(key: u8, value_len: u8, version: u64) -> Vec<u8> {
     out
 }
 
+/// Start-up after a crash or restart: the recovered state must hold everything acknowledged and
+/// be a prefix of what was appended (of the log before an interrupted truncation, or after it).
+/// Returns the log and the matching prefix.
+fn verify(
+    fs: &SimFs,
+    config: &WalConfig,
+    model: &[Vec<u8>],
+    model_before_truncate: Option<&Vec<Vec<u8>>>,
+    acked: usize,
+) -> Result<(Wal, Vec<Vec<u8>>), TestCaseError> {
+    let (wal, recovered_store) = recover_store(fs, config.clone()).unwrap();
+    let recovered_len = recovered_store.applied as usize;
+    prop_assert!(
+        recovered_len >= acked,
+        "recovered {} entries, {} were acknowledged",
+        recovered_len,
+        acked
+    );
+    let matching = std::iter::once(model)
+        .chain(model_before_truncate.map(Vec::as_slice))
+        .find(|m| {
+            recovered_len <= m.len()
+                && TestStore::from_log(m, recovered_len as u64) == recovered_store
+        });
+    prop_assert!(
+        matching.is_some(),
+        "recovered state is not a prefix of what was appended"
+    );
+    let model = matching.unwrap();
+    // Whatever the log still holds is byte for byte what was appended at those indexes.
+    let held = all_entries(&wal);
+    for (index, bytes) in &held {
+        prop_assert!(*index as usize <= model.len() && &model[*index as usize - 1] == bytes);
+    }
+    prop_assert_eq!(
+        held.last().map_or(recovered_store.applied, |(i, _)| *i),
+        recovered_store.applied
+    );
+    Ok((wal, model[..recovered_len].to_vec()))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
@@ -60,6 +104,7 @@ proptest! {
         halt_after in 0u64..120,
         seed in any::<u64>(),
         zstd in any::<bool>(),
+        restart_without_reboot in any::<bool>(),
     ) {
         let compressor = if zstd { Compressor::Zstd } else { Compressor::None };
         let config = small_config(compressor);
@@ -76,6 +121,7 @@ proptest! {
         let mut committed = 0usize;
         let mut store = TestStore::default();
         let mut version = 0u64;
+        let mut faults_armed = false;
         fs.halt_after(halt_after);
         for op in ops {
             model_before_truncate = None;
@@ -113,32 +159,40 @@ proptest! {
                 Op::Collapse => {
                     if committed == 0 { Ok(()) } else { collapser.run_once(&mut wal, &store).map(|_| ()) }
                 }
+                Op::Fault(sync, after, eio) => {
+                    let fault = if eio { SimFault::Io } else { SimFault::NoSpace };
+                    if sync { fs.fail_sync(u64::from(after), fault) } else { fs.fail_write(u64::from(after), fault) }
+                    faults_armed = true;
+                    Ok(())
+                }
             };
             if result.is_err() {
-                prop_assert!(fs.halted(), "only the simulated crash may fail an operation: {:?}", result);
+                prop_assert!(fs.halted() || faults_armed, "only the simulated crash or a fault may fail an operation: {:?}", result);
                 break;
             }
             model_before_truncate = None;
             prop_assert!(wal.durable_index().unwrap_or(0) as usize >= acked);
         }
         drop(wal);
-        fs.crash();
-
-        let (wal, recovered_store) = recover_store(&fs, config).unwrap();
-        let recovered_len = recovered_store.applied as usize;
-        prop_assert!(recovered_len >= acked, "recovered {} entries, {} were acknowledged", recovered_len, acked);
-        let candidates: Vec<&Vec<Vec<u8>>> = std::iter::once(&model).chain(model_before_truncate.as_ref()).collect();
-        let matching = candidates.iter().find(|m| {
-            recovered_len <= m.len() && TestStore::from_log(m, recovered_len as u64) == recovered_store
-        });
-        prop_assert!(matching.is_some(), "recovered state is not a prefix of what was appended");
-        let model = matching.unwrap();
-        // Whatever the log still holds is byte for byte what was appended at those indexes.
-        let held = all_entries(&wal);
-        for (index, bytes) in &held {
-            prop_assert!(*index as usize <= model.len() && &model[*index as usize - 1] == bytes);
+        // Left out on purpose: a failed fsync whose clean-up is cut short by the process dying,
+        // followed by a restart without a reboot. The dropped pages then still show in the page
+        // cache and nothing can tell them apart (a double fault; see the README).
+        let double_fault = faults_armed && fs.halted();
+        if restart_without_reboot && !double_fault {
+            fs.restart_process();
+            // The process restarts but the machine does not: unsynced bytes may still be in
+            // the page cache, and pages dropped by a failed fsync must not come back.
+            let (mut wal, prefix) = verify(&fs, &config, &model, model_before_truncate.as_ref(), acked)?;
+            model = prefix;
+            model_before_truncate = None;
+            let next = model.len() as u64 + 1;
+            let extra: Vec<(u64, Vec<u8>)> = (next..next + 3).map(|i| (i, entry_payload(1, 9, 1000 + i))).collect();
+            wal.append_and_sync(extra.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
+            model.extend(extra.into_iter().map(|(_, b)| b));
+            acked = model.len();
         }
-        prop_assert_eq!(held.last().map_or(recovered_store.applied, |(i, _)| *i), recovered_store.applied);
+        fs.crash();
+        verify(&fs, &config, &model, model_before_truncate.as_ref(), acked)?;
     }
 
     #[test]

@@ -572,3 +572,26 @@ fn many_small_reads_through_an_archive() {
         payload(first).as_slice()
     );
 }
+
+#[test]
+fn reopen_after_failed_fsync_without_a_reboot_does_not_see_lost_pages() {
+    let fs = SimFs::new(22);
+    let mut wal = open_sim(&fs, cfg()).unwrap();
+    append_range(&mut wal, 1, 2);
+    wal.append([(3u64, payload(3))]).unwrap();
+    fs.fail_sync(0, SimFault::Io);
+    assert!(wal.sync().is_err());
+    drop(wal);
+    // The process restarts but the machine does not: the page cache is still there.
+    let mut wal = open_sim(&fs, cfg()).unwrap();
+    assert_eq!(wal.last_index(), Some(2), "entry 3 was never durable");
+    let replacement = b"three, again".to_vec();
+    wal.append_and_sync([(3u64, replacement.clone())]).unwrap();
+    append_range(&mut wal, 4, 5);
+    drop(wal);
+    fs.crash();
+    let wal = open_sim(&fs, cfg()).unwrap();
+    let mut expected = vec![(1, payload(1)), (2, payload(2)), (3, replacement)];
+    expected.extend((4..=5).map(|i| (i, payload(i))));
+    assert_eq!(all_entries(&wal), expected);
+}
