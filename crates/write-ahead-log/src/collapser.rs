@@ -17,7 +17,9 @@ use std::sync::Arc;
 use crate::config::WalConfig;
 use crate::error::{Result, WalError};
 use crate::fs::FileSystem;
-use crate::snapshot::{self, PairSink, SnapshotConfig, SnapshotInfo, SnapshotSource};
+use crate::snapshot::{
+    self, PairSink, SnapshotConfig, SnapshotInfo, SnapshotReader, SnapshotSource,
+};
 use crate::wal::Wal;
 
 /// When to collapse and what to keep.
@@ -143,11 +145,8 @@ pub struct Recovered {
 }
 
 /// Start-up: loads the head snapshot (if any) into `sink`, opens the log, and makes the two
-/// agree. The caller then replays the log entries after the snapshot index.
-///
-/// If the log ends before the snapshot (a snapshot received from a peer was installed but the
-/// log not yet reset when the node stopped), the log is reset to restart after the snapshot.
-/// If the log starts after `snapshot + 1`, entries are missing and that is an error.
+/// agree. The caller then replays the log entries after the snapshot index. See
+/// [`recover_with`] to learn the snapshot's index before its pairs arrive.
 pub fn recover(
     fs: Arc<dyn FileSystem>,
     dir: &Path,
@@ -155,16 +154,34 @@ pub fn recover(
     snapshot_config: &SnapshotConfig,
     sink: &mut PairSink<'_>,
 ) -> Result<Recovered> {
+    recover_with(fs, dir, wal_config, snapshot_config, &mut |reader| {
+        reader.read_pairs(sink)
+    })
+}
+
+/// Start-up, handing the opened snapshot to `load` (which can look at
+/// [`SnapshotReader::index`] before calling [`SnapshotReader::read_pairs`]), then opening the
+/// log and making the two agree.
+///
+/// If the log ends before the snapshot (a snapshot received from a peer was installed but the
+/// log not yet reset when the node stopped), the log is reset to restart after the snapshot.
+/// If the log starts after `snapshot + 1`, entries are missing and that is an error.
+pub fn recover_with(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    wal_config: WalConfig,
+    snapshot_config: &SnapshotConfig,
+    load: &mut dyn FnMut(SnapshotReader) -> Result<SnapshotInfo>,
+) -> Result<Recovered> {
     // Open the log first: it also removes a half-written snapshot temp file.
     let mut wal = Wal::open(Arc::clone(&fs), dir, wal_config)?;
     let path = snapshot::head_snapshot_path(dir);
     let snapshot = if fs.exists(&path).map_err(WalError::io("check", &path))? {
-        Some(snapshot::load_snapshot(
+        Some(load(SnapshotReader::open(
             fs.as_ref(),
             &path,
             snapshot_config,
-            sink,
-        )?)
+        )?)?)
     } else {
         None
     };

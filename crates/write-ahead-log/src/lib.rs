@@ -38,14 +38,17 @@ mod sim_fs;
 mod snapshot;
 mod wal;
 
-pub use collapser::{CollapseOutcome, Collapser, CollapserConfig, Recovered, recover};
+pub use collapser::{
+    CollapseOutcome, Collapser, CollapserConfig, Recovered, recover, recover_with,
+};
 pub use config::{Compressor, WalConfig};
 pub use error::{Result, WalError};
 pub use fs::{FileSystem, ReadableFile, StdFs, WritableFile};
 pub use segment::{archive_name, raw_name};
 pub use sim_fs::{SimFault, SimFs};
 pub use snapshot::{
-    HEAD_SNAPSHOT, PairSink, SnapshotConfig, SnapshotInfo, SnapshotReceiver, SnapshotSource,
-    SnapshotStream, head_snapshot_path, load_snapshot, read_snapshot_index, write_snapshot,
+    HEAD_SNAPSHOT, PairSink, SnapshotConfig, SnapshotInfo, SnapshotReader, SnapshotReceiver,
+    SnapshotSource, SnapshotStream, head_snapshot_path, load_snapshot, read_snapshot_index,
+    write_snapshot,
 };
 pub use wal::{Entry, RecoveryReport, TornTail, Wal};

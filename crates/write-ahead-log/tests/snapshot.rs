@@ -260,3 +260,56 @@ proptest! {
         prop_assert_eq!(loaded, store.pairs);
     }
 }
+
+#[test]
+fn reader_knows_the_index_before_the_pairs() {
+    let fs = SimFs::new(13);
+    let store = store_of(10, 5);
+    write_snapshot(&fs, &dir(), &store, &snap_config()).unwrap();
+    let reader = SnapshotReader::open(&fs, &head_snapshot_path(&dir()), &snap_config()).unwrap();
+    assert_eq!(reader.index(), 42);
+    let mut count = 0;
+    let info = reader
+        .read_pairs(&mut |_, _| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((info.pairs, count), (10, 10));
+
+    // recover_with hands the same reader to the node.
+    let fs_arc: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let mut seen_index = None;
+    let recovered = recover_with(
+        fs_arc,
+        &dir(),
+        small_config(Compressor::Zstd),
+        &snap_config(),
+        &mut |reader| {
+            seen_index = Some(reader.index());
+            reader.read_pairs(&mut |_, _| Ok(()))
+        },
+    )
+    .unwrap();
+    assert_eq!(seen_index, Some(42));
+    assert_eq!(
+        recovered.wal.next_index(),
+        Some(43),
+        "the log restarts after the snapshot"
+    );
+}
+
+#[test]
+fn sink_errors_stop_loading_and_name_the_file() {
+    let fs = SimFs::new(14);
+    write_snapshot(&fs, &dir(), &store_of(10, 5), &snap_config()).unwrap();
+    let err = load_snapshot(
+        &fs,
+        &head_snapshot_path(&dir()),
+        &snap_config(),
+        &mut |_, _| Err(io::Error::other("store is full")),
+    )
+    .unwrap_err();
+    assert!(matches!(&err, WalError::Sink { path, .. } if path == &head_snapshot_path(&dir())));
+    assert!(err.to_string().contains("store is full"), "{err}");
+}
