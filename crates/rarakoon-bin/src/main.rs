@@ -9,6 +9,7 @@ mod direct;
 mod exit;
 mod local;
 mod logging;
+mod offline;
 mod run;
 mod signals;
 mod target;
@@ -68,8 +69,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::Client(args)) => client_cmd::run_client(args).await,
         Some(Command::Admin(args)) => client_cmd::run_admin(args).await,
-        Some(Command::Wal { .. }) | Some(Command::Snapshot { .. }) => {
-            anyhow::bail!("offline WAL and snapshot tools are not implemented yet")
-        }
+        Some(Command::Wal { command }) => match command {
+            cli::WalCommand::Dump { dir } => offline::wal(&dir, true),
+            cli::WalCommand::Verify { dir } => offline::wal(&dir, false),
+        },
+        Some(Command::Snapshot {
+            command: cli::SnapshotCommand::Inspect { file },
+        }) => offline::inspect_snapshot(&file),
     }
 }

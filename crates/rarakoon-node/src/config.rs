@@ -395,7 +395,7 @@ impl ClusterConfig {
                 });
             }
         }
-        if self.voters().count() % 2 == 0 {
+        if self.voters().count().is_multiple_of(2) {
             out.push(ConfigWarning {
                 field: "nodes".to_owned(),
                 message: format!(
@@ -665,7 +665,7 @@ fsync = false
         assert_eq!(c.nodes[1].home_dir, PathBuf::from("/base/n1"));
         assert_eq!(
             c.nodes[1].client_socket_address(),
-            "127.0.0.1:4001".parse().unwrap()
+            "127.0.0.1:4001".parse::<SocketAddr>().unwrap()
         );
         let warnings = c.warnings();
         assert!(warnings.iter().any(|w| w.field == "nodes[1].fsync"));

@@ -36,12 +36,14 @@ pub enum NodeError {
     #[error(transparent)]
     Lock(#[from] HomeLockError),
     /// Recovery from disk failed.
-    #[error("cannot start from the data in {}: {source}", home.display())]
+    #[error("cannot start from the data in {}: {cause}{repair}", home.display())]
     Storage {
         /// The home directory.
         home: PathBuf,
         /// The problem.
-        source: StorageError,
+        cause: StorageError,
+        /// What the operator can do about it (empty when nothing specific applies).
+        repair: String,
     },
     /// The consensus configuration is not usable.
     #[error("consensus configuration: {0}")]
@@ -98,6 +100,37 @@ impl Bounds {
             max_frame,
         }
     }
+}
+
+/// The exact commands that repair damaged data, for the start-up error message.
+fn repair_hint(
+    error: &StorageError,
+    home: &std::path::Path,
+    config_file: &std::path::Path,
+    name: &str,
+) -> String {
+    let damaged = matches!(
+        error,
+        StorageError::BadEntry { .. }
+            | StorageError::BadSnapshot { .. }
+            | StorageError::Promise(_)
+            | StorageError::Wal(
+                write_ahead_log::WalError::CorruptSegment { .. }
+                    | write_ahead_log::WalError::CorruptSnapshot { .. }
+                    | write_ahead_log::WalError::Gap { .. }
+            )
+    );
+    if !damaged {
+        return String::new();
+    }
+    let home = home.display();
+    let config_file = config_file.display();
+    format!(
+        ". This node's data is damaged beyond a torn tail. To inspect it: `rarakoon-bin wal \
+         verify {home}`. To repair it while the other nodes are healthy, move the data aside \
+         and restart the node; it then catches up from its peers (a snapshot first, then the \
+         log): `mv {home} {home}.damaged && rarakoon-bin --config {config_file} --node {name}`"
+    )
 }
 
 /// The paxos-core configuration for `me`.
@@ -198,9 +231,10 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Failed(format!("recovery task failed: {e}")))?
         }
-        .map_err(|source| NodeError::Storage {
+        .map_err(|cause| NodeError::Storage {
+            repair: repair_hint(&cause, &node.home_dir, config_file, name),
             home: node.home_dir.clone(),
-            source,
+            cause,
         })?;
         let store = Arc::new(RwLock::new(recovered.store));
         let shared = Arc::new(Shared {
