@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::BufMut;
-use common::{CLUSTER, TestMsg, cluster, config, eventually};
+use common::{CLUSTER, TestMsg, bind_free, cluster, config, eventually};
 use std::collections::BTreeMap;
 use tcp_messenger::{
     Frame, Hello, HelloReply, Messenger, PROTOCOL_VERSION, SendError, WireMessage,
@@ -402,4 +402,27 @@ async fn a_node_answering_under_another_name_is_not_used() {
     assert_eq!(a.counters().peers["b"].connects, 0);
     a.shutdown().await;
     c.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_errors_name_the_problem() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let addrs: BTreeMap<String, _> = [("a".to_owned(), addr), ("b".to_owned(), addr)]
+        .into_iter()
+        .collect();
+    let err = Messenger::<TestMsg>::start(config("a", addr, &addrs))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+
+    let mut cfg = config("a", addr, &addrs);
+    cfg.peers.insert("c".into(), vec![]);
+    let err = Messenger::<TestMsg>::start_with_listener(cfg, bind_free().await).unwrap_err();
+    assert!(err.to_string().contains("\"c\" has no address"), "{err}");
+
+    let mut cfg = config("a", addr, &addrs);
+    cfg.queue_capacity = 0;
+    let err = Messenger::<TestMsg>::start_with_listener(cfg, bind_free().await).unwrap_err();
+    assert!(err.to_string().contains("queue_capacity"), "{err}");
 }
