@@ -79,7 +79,13 @@ pub(crate) async fn run_link(ctx: LinkContext, mut queue: leaky_buffer::Receiver
                 };
                 match connected {
                     Ok(Ok(stream)) => {
-                        match attempt(&ctx, &mut fsm, stream, addr, &mut queue).await {
+                        let established = fsm.established();
+                        let next = attempt(&ctx, &mut fsm, stream, addr, &mut queue).await;
+                        if fsm.established() == established {
+                            // Handshake refused or failed here: try the next address first.
+                            next_addr = next_addr.wrapping_add(1);
+                        }
+                        match next {
                             Some(next) => next,
                             None => break,
                         }
@@ -115,7 +121,12 @@ pub(crate) async fn run_link(ctx: LinkContext, mut queue: leaky_buffer::Receiver
                 },
                 _ => break,
             },
-            Action::Shutdown | Action::Ready | Action::Handshake { .. } => break,
+            Action::Shutdown => break,
+            unexpected @ (Action::Ready | Action::Handshake { .. }) => {
+                // `attempt` consumes these; reaching here would be a bug in this loop.
+                warn!(peer = %ctx.peer, ?unexpected, "link stopped on an unexpected action");
+                break;
+            }
         };
     }
     fsm.step(now(), Event::Close, 0);

@@ -426,3 +426,28 @@ async fn start_errors_name_the_problem() {
     let err = Messenger::<TestMsg>::start_with_listener(cfg, bind_free().await).unwrap_err();
     assert!(err.to_string().contains("queue_capacity"), "{err}");
 }
+
+#[tokio::test]
+async fn an_address_hosting_another_node_is_skipped_for_the_next() {
+    // a's first address for "b" is c's: c accepts a (a is c's peer) but answers as "c", which a
+    // refuses; a then tries the second address, b's.
+    let (nodes, addrs) = cluster(&["a", "b", "c"]).await;
+    let mut nodes = nodes.into_iter();
+    let (a0, _) = nodes.next().unwrap();
+    a0.shutdown().await;
+    drop(a0);
+    let (b, mut b_inbox) = nodes.next().unwrap();
+    let (c, _ci) = nodes.next().unwrap();
+    let la = TcpListener::bind(addrs["a"]).await.unwrap();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.peers.insert("b".into(), vec![addrs["c"], addrs["b"]]);
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    a.wait_established("b", 1).await.unwrap();
+    assert!(a.counters().peers["b"].refused_by_peer >= 1);
+    a.send("b", &TestMsg::Blob(vec![4])).unwrap();
+    let got = b_inbox.recv().await.unwrap();
+    assert_eq!((&*got.from, got.msg), ("a", TestMsg::Blob(vec![4])));
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}
