@@ -3,8 +3,8 @@
 //!
 //! Invariants: a connection delivers nothing before its handshake was accepted; every refusal
 //! (stranger, wrong cluster or version, bad or oversized frame) closes only that connection,
-//! is counted, and is logged with the remote address and whatever name it gave; the reader
-//! never buffers more than one frame beyond the configured maximum.
+//! is counted, and is logged with the remote address and whatever name it gave; a
+//! connection's read buffer stays within about one maximum frame plus one read chunk.
 
 use crate::counters::{InboundCounters, bump};
 use crate::handshake::{Hello, HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
