@@ -90,20 +90,15 @@ impl Collapser {
         self.run(wal, store, true)
     }
 
-    fn run(
-        &mut self,
-        wal: &mut Wal,
-        store: &dyn SnapshotSource,
-        force: bool,
-    ) -> Result<CollapseOutcome> {
-        let fs = Arc::clone(wal.fs());
-        let dir = wal.dir().to_path_buf();
-        let last_snapshot =
-            snapshot::read_snapshot_index(fs.as_ref(), &snapshot::head_snapshot_path(&dir))?;
+    /// How many entries the log holds past the last head snapshot, and whether a collapse is
+    /// due for a store at `applied_index` (past the threshold, or `force`, and the store ahead of
+    /// the snapshot). Cheap: reads only the snapshot header. Lets the node write the snapshot
+    /// off the log's thread and then call [`Collapser::finish_after_snapshot`].
+    pub fn check(&self, wal: &Wal, applied_index: u64, force: bool) -> Result<(u64, bool)> {
+        let path = snapshot::head_snapshot_path(wal.dir());
+        let last_snapshot = snapshot::read_snapshot_index(wal.fs().as_ref(), &path)?;
         let Some(last) = wal.last_index() else {
-            return Ok(CollapseOutcome::NotNeeded {
-                entries_since_snapshot: 0,
-            });
+            return Ok((0, false));
         };
         let covered = match (last_snapshot, wal.first_index()) {
             (Some(snapshot), _) => snapshot,
@@ -111,14 +106,19 @@ impl Collapser {
             (None, None) => 0,
         };
         let entries_since_snapshot = last.saturating_sub(covered);
-        let applied = store.applied_index();
-        let store_advanced = last_snapshot.is_none_or(|snapshot| applied > snapshot);
-        if !store_advanced || (!force && entries_since_snapshot <= self.config.threshold_entries) {
-            return Ok(CollapseOutcome::NotNeeded {
-                entries_since_snapshot,
-            });
-        }
-        let snapshot = snapshot::write_snapshot(fs.as_ref(), &dir, store, &self.config.snapshot)?;
+        let store_advanced = last_snapshot.is_none_or(|snapshot| applied_index > snapshot);
+        let due =
+            store_advanced && (force || entries_since_snapshot > self.config.threshold_entries);
+        Ok((entries_since_snapshot, due))
+    }
+
+    /// Steps 2 and 3 of a collapse, after the head snapshot `snapshot` is durable: archive the
+    /// completed segments it covers and prune the oldest, keeping `segments_to_keep`.
+    pub fn finish_after_snapshot(
+        &mut self,
+        wal: &mut Wal,
+        snapshot: SnapshotInfo,
+    ) -> Result<CollapseOutcome> {
         let archived = wal.archive_completed_segments(snapshot.index)?;
         let pruned = wal.prune(snapshot.index, self.config.segments_to_keep)?;
         tracing::info!(
@@ -132,6 +132,28 @@ impl Collapser {
             archived,
             pruned,
         })
+    }
+
+    /// The snapshot settings, for a node that writes the snapshot itself.
+    pub fn snapshot_config(&self) -> &SnapshotConfig {
+        &self.config.snapshot
+    }
+
+    fn run(
+        &mut self,
+        wal: &mut Wal,
+        store: &dyn SnapshotSource,
+        force: bool,
+    ) -> Result<CollapseOutcome> {
+        let (entries_since_snapshot, due) = self.check(wal, store.applied_index(), force)?;
+        if !due {
+            return Ok(CollapseOutcome::NotNeeded {
+                entries_since_snapshot,
+            });
+        }
+        let snapshot =
+            snapshot::write_snapshot(wal.fs().as_ref(), wal.dir(), store, &self.config.snapshot)?;
+        self.finish_after_snapshot(wal, snapshot)
     }
 }
 

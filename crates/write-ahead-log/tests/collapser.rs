@@ -196,3 +196,33 @@ fn collapser_crash_between_any_two_steps_recovers() {
         }
     }
 }
+
+#[test]
+fn collapse_in_two_halves_for_a_node_that_snapshots_off_thread() {
+    let (fs, mut wal, store) = setup(8, 20, 20, Compressor::Zstd);
+    let mut collapser = collapser(5, 1);
+    assert_eq!(
+        collapser.check(&wal, store.applied, false).unwrap(),
+        (20, true)
+    );
+    assert_eq!(
+        collapser.check(&wal, store.applied, true).unwrap(),
+        (20, true)
+    );
+    // The snapshot is written without the log (e.g. on another thread).
+    let snapshot = write_snapshot(&fs, &dir(), &store, collapser.snapshot_config()).unwrap();
+    let outcome = collapser.finish_after_snapshot(&mut wal, snapshot).unwrap();
+    assert!(matches!(outcome, CollapseOutcome::Collapsed { pruned, .. } if pruned > 0));
+    assert_eq!(
+        collapser.check(&wal, store.applied, false).unwrap(),
+        (0, false)
+    );
+    assert!(
+        !collapser.check(&wal, store.applied, true).unwrap().1,
+        "store not ahead"
+    );
+    drop(wal);
+    fs.crash();
+    let (_wal, recovered) = recover_store(&fs, small_config(Compressor::Zstd)).unwrap();
+    assert_eq!(recovered, store);
+}
