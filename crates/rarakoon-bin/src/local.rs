@@ -280,6 +280,54 @@ pub async fn run(
     println!("Press Ctrl-C to stop every node.");
 
     let outcome = tokio::select! {
+        master = wait_for_master(&config) => {
+            match master {
+                Some(m) => println!("Ready: {m} is master."),
+                None => println!("No master yet after {} s; see the node logs.", READY_WAIT.as_secs()),
+            }
+            wait_until_stopped(&mut children, &dir).await
+        }
+        outcome = wait_until_stopped(&mut children, &dir) => outcome,
+    };
+    children.stop_all().await;
+    outcome
+}
+
+/// How long `local` waits for a master before saying so.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// Asks the nodes who is master until one confirms it (bounded by [`READY_WAIT`]).
+async fn wait_for_master(config: &ClusterConfig) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    let ask = |addr| {
+        crate::direct::call(
+            &config.cluster.id,
+            addr,
+            &rarakoon_client::Request::WhoMaster,
+            Duration::from_secs(2),
+        )
+    };
+    while tokio::time::Instant::now() < deadline {
+        for node in &config.nodes {
+            if let Ok(Ok(rarakoon_client::Response::WhoMaster(Some(m)))) =
+                ask(node.client_socket_address()).await
+                && let Some(master) = config.nodes.iter().find(|n| n.name.as_bytes() == m)
+                && let Ok(Ok(rarakoon_client::Response::WhoMaster(Some(again)))) =
+                    ask(master.client_socket_address()).await
+                && again == m
+            {
+                return Some(master.name.clone());
+            }
+        }
+        // Polling pause between rounds of questions; the answer, not the pause, ends the wait.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Resolves on Ctrl-C/SIGTERM (Ok) or when a node exits on its own (Err).
+async fn wait_until_stopped(children: &mut Children, dir: &Path) -> anyhow::Result<()> {
+    tokio::select! {
         signal = signals::stop_requested() => {
             let signal = signal.context("cannot install signal handlers")?;
             println!("{signal} received: stopping every node");
@@ -291,9 +339,7 @@ pub async fn run(
                 dir.join(format!("{name}.log")).display()
             ))
         }
-    };
-    children.stop_all().await;
-    outcome
+    }
 }
 
 /// Sends SIGTERM through `kill(1)`: the workspace forbids `unsafe`, which `libc::kill` needs.
