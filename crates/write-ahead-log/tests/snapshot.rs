@@ -313,3 +313,42 @@ fn sink_errors_stop_loading_and_name_the_file() {
     assert!(matches!(&err, WalError::Sink { path, .. } if path == &head_snapshot_path(&dir())));
     assert!(err.to_string().contains("store is full"), "{err}");
 }
+
+#[test]
+fn crash_while_installing_a_received_snapshot_keeps_one_valid_snapshot() {
+    let source = SimFs::new(15);
+    let mut newer = store_of(40, 12);
+    newer.applied = 77;
+    write_snapshot(&source, &dir(), &newer, &snap_config()).unwrap();
+    let bytes = source.contents(&head_snapshot_path(&dir())).unwrap();
+    let older = store_of(5, 3);
+    for steps in 0u64.. {
+        let target = SimFs::new(16 + steps);
+        write_snapshot(&target, &dir(), &older, &snap_config()).unwrap();
+        let target_arc: Arc<dyn FileSystem> = Arc::new(target.clone());
+        target.halt_after(steps);
+        let finished = SnapshotReceiver::begin(target_arc, &dir(), snap_config())
+            .and_then(|mut receiver| {
+                for chunk in bytes.chunks(100) {
+                    receiver.push(chunk)?;
+                }
+                receiver.finish()
+            })
+            .is_ok();
+        target.crash();
+        let (info, pairs) = load(&target).unwrap();
+        match info.index {
+            42 => assert_eq!(pairs, older.pairs),
+            77 => assert_eq!(pairs, newer.pairs),
+            other => panic!("unexpected snapshot index {other}"),
+        }
+        if finished {
+            assert_eq!(info.index, 77, "an installed snapshot is durable");
+            // Opening the log cleans up nothing but temp files.
+            let target_arc: Arc<dyn FileSystem> = Arc::new(target.clone());
+            Wal::open(target_arc, dir(), small_config(Compressor::Zstd)).unwrap();
+            assert_eq!(file_names(&target), vec![HEAD_SNAPSHOT.to_owned()]);
+            break;
+        }
+    }
+}
