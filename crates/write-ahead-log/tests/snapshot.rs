@@ -352,3 +352,26 @@ fn crash_while_installing_a_received_snapshot_keeps_one_valid_snapshot() {
         }
     }
 }
+
+#[test]
+fn receiver_refuses_a_bad_header_at_once_and_stream_can_seek() {
+    let source = SimFs::new(17);
+    write_snapshot(&source, &dir(), &store_of(30, 20), &snap_config()).unwrap();
+    let bytes = source.contents(&head_snapshot_path(&dir())).unwrap();
+
+    let target: Arc<dyn FileSystem> = Arc::new(SimFs::new(18));
+    let mut receiver = SnapshotReceiver::begin(target, &dir(), snap_config()).unwrap();
+    receiver.push(b"NOT A SNAPSHOT").unwrap(); // header not complete yet
+    let err = receiver.push(&[0u8; 20]).unwrap_err();
+    assert!(err.to_string().contains("bad magic"), "{err}");
+
+    let mut stream = SnapshotStream::open(&source, &dir()).unwrap().unwrap();
+    stream.seek(100).unwrap();
+    assert_eq!(stream.position(), 100);
+    let chunk = stream.next_chunk(50).unwrap().unwrap();
+    assert_eq!(chunk, bytes[100..150]);
+    assert_eq!(stream.position(), 150);
+    assert!(stream.seek(bytes.len() as u64 + 1).is_err());
+    stream.seek(bytes.len() as u64).unwrap();
+    assert_eq!(stream.next_chunk(10).unwrap(), None);
+}

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::load::read_header;
-use super::{RECEIVE_NAME, SnapshotConfig, SnapshotInfo, head_snapshot_path, load_snapshot};
+use super::{
+    HEADER_LEN, RECEIVE_NAME, SnapshotConfig, SnapshotInfo, head_snapshot_path, load_snapshot,
+};
 use crate::error::{Result, WalError};
 use crate::fs::{FileSystem, ReadableFile, WritableFile};
 use crate::segment::tmp_path;
@@ -64,6 +66,27 @@ impl SnapshotStream {
         self.total_len
     }
 
+    /// Bytes handed out so far (the offset of the next chunk).
+    pub fn position(&self) -> u64 {
+        self.sent
+    }
+
+    /// Continues from byte `offset` (e.g. a peer asks again after a lost chunk).
+    pub fn seek(&mut self, offset: u64) -> Result<()> {
+        if offset > self.total_len {
+            return Err(WalError::CorruptSnapshot {
+                path: self.path.clone(),
+                offset,
+                reason: format!("seek past the end of a {} B snapshot", self.total_len),
+            });
+        }
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(WalError::io("seek", &self.path))?;
+        self.sent = offset;
+        Ok(())
+    }
+
     /// The next up to `max_len` bytes, or `None` at the end.
     pub fn next_chunk(&mut self, max_len: usize) -> Result<Option<Vec<u8>>> {
         let left = self.total_len - self.sent;
@@ -88,6 +111,8 @@ pub struct SnapshotReceiver {
     tmp: PathBuf,
     file: Box<dyn WritableFile>,
     received: u64,
+    /// The first bytes received, until the header can be checked.
+    header: Vec<u8>,
     config: SnapshotConfig,
 }
 
@@ -111,6 +136,7 @@ impl SnapshotReceiver {
             tmp,
             file,
             received: 0,
+            header: Vec::with_capacity(HEADER_LEN),
             config,
         })
     }
@@ -122,6 +148,15 @@ impl SnapshotReceiver {
             return Err(WalError::SnapshotTooLarge {
                 max: self.config.max_snapshot_bytes,
             });
+        }
+        // Check the header as soon as it is complete, so a stranger's bytes are refused at once
+        // rather than after the whole transfer.
+        if self.header.len() < HEADER_LEN {
+            let wanted = (HEADER_LEN - self.header.len()).min(chunk.len());
+            self.header.extend_from_slice(&chunk[..wanted]);
+            if self.header.len() == HEADER_LEN {
+                read_header(&mut self.header.as_slice(), &self.tmp)?;
+            }
         }
         self.file
             .write_all(chunk)

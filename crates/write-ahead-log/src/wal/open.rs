@@ -152,7 +152,7 @@ impl Wal {
         }
         fs.sync_dir(&dir)
             .map_err(WalError::io("fsync directory", &dir))?;
-        Ok(Wal {
+        let wal = Wal {
             fs,
             dir,
             config,
@@ -164,6 +164,14 @@ impl Wal {
             failure: None,
             recovery,
             archive_cache: Mutex::new(None),
-        })
+        };
+        tracing::info!(
+            dir = %wal.dir.display(),
+            segments = wal.segments.len(),
+            first_index = ?wal.first_index(),
+            last_index = ?wal.last_index(),
+            "opened write-ahead log"
+        );
+        Ok(wal)
     }
 }
