@@ -26,8 +26,15 @@ impl Wal {
     ) -> Result<Wal> {
         config.validate()?;
         let dir = dir.into();
+        let existed = fs.exists(&dir).map_err(WalError::io("check", &dir))?;
         fs.create_dir_all(&dir)
             .map_err(WalError::io("create directory", &dir))?;
+        if !existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // A new directory's own entry must be durable too, or a crash could lose it with
+            // every segment inside.
+            fs.sync_dir(parent)
+                .map_err(WalError::io("fsync directory", parent))?;
+        }
         let mut recovery = RecoveryReport::default();
         let names = fs
             .list_dir(&dir)
