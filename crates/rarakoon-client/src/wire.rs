@@ -5,6 +5,9 @@
 //!   *before* anything is allocated: a string may not reach past the budget, and a list count
 //!   times the smallest possible element size must fit in it;
 //! - a truncated input is [`ReadError::Incomplete`] (wait for more bytes), never an error;
+//!   the reader then knows a lower bound of the frame's length ([`Reader::bytes_needed`]), so
+//!   a codec does not parse a large frame again for every chunk that arrives (which would make
+//!   a frame of many small elements cost time quadratic in its size);
 //!   a malformed input is [`ReadError::Invalid`] with a [`ProtocolError`] naming the field and
 //!   the offset in the frame;
 //! - reading never panics: all indexing goes through checked slicing.
@@ -187,6 +190,11 @@ pub(crate) struct Reader<'a> {
     base: usize,
     limits: Limits,
     depth: usize,
+    /// After [`ReadError::Incomplete`]: the frame is at least this many bytes long.
+    needed: usize,
+    /// Check the structure only: strings are bounds-checked and skipped, not copied (see
+    /// [`Reader::skimming`]).
+    skim: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -197,7 +205,28 @@ impl<'a> Reader<'a> {
             base: 0,
             limits,
             depth: 0,
+            needed: 0,
+            skim: false,
         }
+    }
+
+    /// A reader that walks a frame exactly as [`Reader::new`] would (same checks, same
+    /// errors, same [`Reader::bytes_needed`]) but keeps nothing: every string and list it
+    /// returns is empty. It finds out cheaply whether a frame is complete; no decoder looks at
+    /// a string's contents or a list's length to decide how to go on, so the walk is the same.
+    pub(crate) fn skimming(buf: &'a [u8], limits: Limits) -> Self {
+        Reader {
+            skim: true,
+            ..Reader::new(buf, limits)
+        }
+    }
+
+    /// After a read failed with [`ReadError::Incomplete`]: a length the frame certainly has
+    /// (more than the bytes at hand), so parsing again before that many bytes arrived is
+    /// wasted work. It counts the bytes the failed read wanted plus the smallest possible size
+    /// of the list elements still to come.
+    pub(crate) fn bytes_needed(&self) -> usize {
+        self.needed
     }
 
     /// Bytes consumed so far.
@@ -210,8 +239,11 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> ReadResult<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or(ReadError::Incomplete)?;
-        let slice = self.buf.get(self.pos..end).ok_or(ReadError::Incomplete)?;
+        let end = self.pos.saturating_add(n);
+        let Some(slice) = self.buf.get(self.pos..end) else {
+            self.needed = self.needed.max(self.base.saturating_add(end));
+            return Err(ReadError::Incomplete);
+        };
         self.pos = end;
         Ok(slice)
     }
@@ -310,7 +342,11 @@ impl<'a> Reader<'a> {
 
     /// Raw bytes of a known length (already budget-checked by the caller).
     pub(crate) fn raw(&mut self, len: usize) -> ReadResult<Bytes> {
-        Ok(Bytes::copy_from_slice(self.take(len)?))
+        let bytes = self.take(len)?;
+        if self.skim {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::copy_from_slice(bytes))
     }
 
     /// A `str`: `i32` length then that many bytes.
@@ -335,6 +371,8 @@ impl<'a> Reader<'a> {
             base,
             limits: self.limits,
             depth: self.depth,
+            needed: 0,
+            skim: self.skim,
         };
         // The string is complete, so running short inside it means a malformed structure,
         // not a frame that needs more bytes.
@@ -372,9 +410,23 @@ impl<'a> Reader<'a> {
         // The count is budget-checked, but the bytes may not have arrived yet: do not reserve
         // more than the bytes at hand could hold.
         let available = self.buf.len().saturating_sub(self.pos) / (min_elem_size.max(1) as usize);
-        let mut out = Vec::with_capacity(n.min(available));
-        for _ in 0..n {
-            out.push(read(self)?);
+        // A skim keeps no elements (it only walks them): its lists come back empty.
+        let capacity = if self.skim { 0 } else { n.min(available) };
+        let mut out = Vec::with_capacity(capacity);
+        for i in 0..n {
+            match read(self) {
+                Ok(element) if !self.skim => out.push(element),
+                Ok(_) => {}
+                Err(ReadError::Incomplete) => {
+                    // Each element still to come takes at least `min_elem_size` bytes.
+                    let still_to_come = (n - i - 1) as u64;
+                    let at_least = still_to_come.saturating_mul(min_elem_size);
+                    let at_least = usize::try_from(at_least).unwrap_or(usize::MAX);
+                    self.needed = self.needed.saturating_add(at_least);
+                    return Err(ReadError::Incomplete);
+                }
+                Err(invalid) => return Err(invalid),
+            }
         }
         Ok(out)
     }
@@ -508,6 +560,22 @@ mod tests {
             got,
             Err(ReadError::Invalid(ProtocolError::TooLarge { .. }))
         ));
+    }
+
+    #[test]
+    fn incomplete_reads_know_a_lower_bound_of_the_frame_length() {
+        // A string of 7 bytes of which 2 are here: the frame has at least 4 + 7 bytes.
+        let mut r = Reader::new(&[7, 0, 0, 0, b'a', b'b'], Limits::default());
+        assert_eq!(r.bytes("key"), Err(ReadError::Incomplete));
+        assert_eq!(r.bytes_needed(), 11);
+        // A list of 5 strings, the second cut short: its end, plus 3 more of at least 4 bytes.
+        let wire = [5, 0, 0, 0, 1, 0, 0, 0, b'x', 2, 0, 0, 0, b'y'];
+        let mut r = Reader::new(&wire, Limits::default());
+        assert_eq!(
+            r.list("keys", 4, |r| r.bytes("key")),
+            Err(ReadError::Incomplete)
+        );
+        assert_eq!(r.bytes_needed(), 15 + 3 * 4);
     }
 
     #[test]
