@@ -1,0 +1,150 @@
+//! The storage thread and recovery together: what was persisted (and reported durable) is what
+//! start-up recovers, including an overwritten uncommitted tail and the promise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use kv_store::{Store, Update, UserFunctionRegistry};
+use paxos_core::{Ballot, LogEntry, NodeId, Persist, Proposal, ProposalId, Value};
+use rarakoon_node::config::NodeConfig;
+use rarakoon_node::payload;
+use rarakoon_node::storage::{self, Job, StorageConfig, StorageEvent, StorageThread};
+
+fn ballot(round: u64) -> Ballot {
+    Ballot {
+        round,
+        node: NodeId(0),
+    }
+}
+
+fn set(key: &str, value: &str) -> Value {
+    Value::Batch(vec![Proposal {
+        id: ProposalId(1),
+        payload: payload::encode(&Update::Set {
+            key: Bytes::from(key.to_owned()),
+            value: Bytes::from(value.to_owned()),
+        }),
+    }])
+}
+
+fn entry(index: u64, round: u64, value: Value) -> LogEntry {
+    LogEntry {
+        index,
+        ballot: ballot(round),
+        value,
+    }
+}
+
+fn config(home: &std::path::Path) -> StorageConfig {
+    let node = NodeConfig::new(
+        "n0",
+        "127.0.0.1:1".parse().unwrap(),
+        2,
+        home.to_path_buf(),
+    );
+    storage::storage_config(&node, 1 << 20)
+}
+
+/// Runs the storage thread over `persists`, waiting until each is reported durable.
+fn persist_all(cfg: &StorageConfig, persists: Vec<Persist>) {
+    let functions = Arc::new(UserFunctionRegistry::new());
+    let recovered = storage::recover(cfg, Arc::clone(&functions)).unwrap();
+    let store = Arc::new(RwLock::new(recovered.store));
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(64);
+    let thread = StorageThread::new(cfg.clone(), recovered.wal, store, functions, events_tx);
+    let handle = std::thread::spawn(move || thread.run(jobs_rx));
+    for p in persists {
+        let ticket = p.ticket;
+        jobs_tx.send(Job::Persist(p)).unwrap();
+        loop {
+            match events.blocking_recv().unwrap() {
+                StorageEvent::Durable(t) if t >= ticket => break,
+                StorageEvent::Failed(e) => panic!("storage failed: {e}"),
+                _ => {}
+            }
+        }
+    }
+    drop(jobs_tx);
+    handle.join().unwrap();
+}
+
+#[test]
+fn recovery_applies_committed_entries_and_returns_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    persist_all(
+        &cfg,
+        vec![
+            Persist {
+                ticket: 1,
+                promise: Some(ballot(3)),
+                entries: vec![entry(1, 3, Value::Master { node: NodeId(0) })],
+                committed: 0,
+            },
+            Persist {
+                ticket: 2,
+                promise: None,
+                entries: vec![entry(2, 3, set("a", "1")), entry(3, 3, set("b", "2"))],
+                committed: 2,
+            },
+            Persist {
+                ticket: 3,
+                promise: None,
+                entries: vec![entry(4, 3, set("c", "3"))],
+                committed: 3,
+            },
+        ],
+    );
+    let r = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap();
+    assert_eq!(r.state.promised, ballot(3));
+    assert_eq!(r.state.committed, 3);
+    assert_eq!(r.store.applied_index(), Some(3));
+    assert_eq!(r.store.get(b"a").unwrap().as_ref(), b"1");
+    assert_eq!(r.store.get(b"b").unwrap().as_ref(), b"2");
+    assert!(r.store.get(b"c").is_none(), "entry 4 is not committed yet");
+    assert_eq!(r.state.entries, vec![entry(4, 3, set("c", "3"))]);
+}
+
+#[test]
+fn an_overwritten_tail_is_replaced_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    persist_all(
+        &cfg,
+        vec![
+            Persist {
+                ticket: 1,
+                promise: None,
+                entries: vec![
+                    entry(1, 1, set("a", "1")),
+                    entry(2, 1, set("x", "old")),
+                    entry(3, 1, set("y", "old")),
+                ],
+                committed: 1,
+            },
+            // A new master overwrites the uncommitted index 2 (and with it 3).
+            Persist {
+                ticket: 2,
+                promise: Some(ballot(2)),
+                entries: vec![entry(2, 2, set("x", "new"))],
+                committed: 1,
+            },
+        ],
+    );
+    let r = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap();
+    assert_eq!(r.state.committed, 1);
+    assert_eq!(r.state.entries, vec![entry(2, 2, set("x", "new"))]);
+    assert_eq!(r.state.promised, ballot(2));
+}
+
+#[test]
+fn a_fresh_home_recovers_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = storage::recover(&config(tmp.path()), Arc::new(UserFunctionRegistry::new())).unwrap();
+    assert_eq!(r.state.committed, 0);
+    assert!(r.state.entries.is_empty());
+    assert_eq!(r.store.applied_index(), None::<u64>);
+    let _: &Store = &r.store;
+}
