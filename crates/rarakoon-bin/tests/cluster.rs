@@ -314,3 +314,63 @@ fn restart_of_the_whole_cluster_keeps_the_data() {
         }
     });
 }
+
+#[test]
+fn a_wiped_node_catches_up_while_the_cluster_is_under_write_load() {
+    let mut spec = ClusterSpec::new(3);
+    spec.extra_node_lines = vec![
+        "collapse_threshold_entries = 100".into(),
+        "segments_to_keep = 1".into(),
+    ];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&all, ELECTION);
+    let victim = all.iter().copied().find(|n| *n != master).unwrap();
+    cluster.terminate(victim);
+    std::fs::remove_dir_all(&cluster.node(victim).home).unwrap();
+
+    // Writers keep going while the wiped node starts and catches up.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let client = cluster.client(&all);
+        let stop = stop.clone();
+        let written = written.clone();
+        std::thread::spawn(move || {
+            let rt = runtime();
+            rt.block_on(async {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    client
+                        .set(format!("load{i:06}"), "x".repeat(500))
+                        .await
+                        .unwrap();
+                    i += 1;
+                    written.store(i, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        })
+    };
+    wait_for("some writes before the restart", CONVERGE, || {
+        (written.load(std::sync::atomic::Ordering::Relaxed) >= 300).then_some(())
+    });
+    cluster.start(victim);
+    // The wiped node reaches a key written after it restarted, while the load continues.
+    let target = written.load(std::sync::atomic::Ordering::Relaxed) + 200;
+    wait_for("writes after the restart", CONVERGE, || {
+        (written.load(std::sync::atomic::Ordering::Relaxed) > target).then_some(())
+    });
+    cluster.wait_value(
+        victim,
+        &format!("load{target:06}"),
+        &"x".repeat(500),
+        CONVERGE,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let rt = runtime();
+    rt.block_on(async { cluster.client(&all).set("final", "done").await.unwrap() });
+    cluster.wait_value(victim, "final", "done", CONVERGE);
+    cluster.wait_value(victim, "load000000", &"x".repeat(500), CONVERGE);
+}
