@@ -98,13 +98,51 @@ fn assertion_failed(key: &Bytes) -> ErrorReply {
 }
 
 fn user_function_not_found(name: &[u8]) -> ErrorReply {
-    err(
-        ErrorCode::BadInput,
-        format!(
-            "User function {:?} could not be found",
-            String::from_utf8_lossy(name)
-        ),
-    )
+    let mut message = b"User function ".to_vec();
+    push_ocaml_quoted(&mut message, name);
+    message.extend_from_slice(b" could not be found");
+    err(ErrorCode::BadInput, message)
+}
+
+/// Appends `bytes` as OCaml's `%S` prints them (the reference formats its messages so): in
+/// double quotes, `"` and `\` escaped, `\n \t \r \b` as such, other bytes outside printable
+/// ASCII as `\ddd` (decimal).
+fn push_ocaml_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for &byte in bytes {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b' '..=b'~' => out.push(byte),
+            other => out.extend_from_slice(format!("\\{other:03}").as_bytes()),
+        }
+    }
+    out.push(b'"');
+}
+
+/// The reference's assert_range failure message: `ContainsExactly [ %S ]` of the expected
+/// keys joined by `"; "` (one quoted string), then ` actual: ` and the actual keys joined by
+/// `,`, raw.
+fn contains_exactly_failed(expected: &[&Bytes], actual: &[&Bytes]) -> Vec<u8> {
+    let joined = |keys: &[&Bytes], separator: &[u8]| {
+        let mut out = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(separator);
+            }
+            out.extend_from_slice(key);
+        }
+        out
+    };
+    let mut message = b"ContainsExactly [ ".to_vec();
+    push_ocaml_quoted(&mut message, &joined(expected, b"; "));
+    message.extend_from_slice(b" ] actual: ");
+    message.extend_from_slice(&joined(actual, b","));
+    message
 }
 
 /// `Some(n)` for a non-negative `max`, `None` (no limit) for a negative one.
@@ -239,26 +277,9 @@ impl State {
                 let expected: Vec<&Bytes> = wire_keys.iter().rev().collect();
                 let actual: Vec<&Bytes> = self.prefixed(prefix).map(|(k, _)| k).collect();
                 if expected != actual {
-                    let show = |keys: &[&Bytes], sep: &str, quote: bool| {
-                        keys.iter()
-                            .map(|k| {
-                                let k = String::from_utf8_lossy(k);
-                                if quote {
-                                    format!("{k:?}")
-                                } else {
-                                    k.into_owned()
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join(sep)
-                    };
                     return Err(err(
                         ErrorCode::AssertionFailed,
-                        format!(
-                            "ContainsExactly [ {} ] actual: {}",
-                            show(&expected, "; ", true),
-                            show(&actual, ",", false)
-                        ),
+                        contains_exactly_failed(&expected, &actual),
                     ));
                 }
             }
@@ -817,5 +838,59 @@ impl MemoryHandler {
 impl Handler for MemoryHandler {
     async fn handle(&self, _connection: &ConnectionInfo, request: Request) -> Outcome {
         Outcome::new(self.execute(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn assert_range_failure_message_is_the_references() {
+        let handler = MemoryHandler::master("c", "n");
+        for key in ["pa", "pc", "q"] {
+            handler
+                .execute(Request::Set {
+                    key: b(key),
+                    value: b("v"),
+                })
+                .unwrap();
+        }
+        // Wire list [pb, pa]: the reference reverses it to [pa, pb] and shows it as one
+        // %S-quoted string.
+        let update = Update::AssertRange {
+            prefix: b("p"),
+            assertion: RangeAssertion::ContainsExactly(vec![b("pb"), b("pa")]),
+        };
+        let error = handler
+            .execute(Request::Sequence(vec![update]))
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::AssertionFailed);
+        assert_eq!(
+            &error.message[..],
+            b"ContainsExactly [ \"pa; pb\" ] actual: pa,pc"
+        );
+    }
+
+    #[test]
+    fn unknown_user_function_name_is_quoted_as_ocaml_does() {
+        let handler = MemoryHandler::master("c", "n");
+        let error = handler
+            .execute(Request::UserFunction {
+                name: Bytes::from_static(b"f\"\xe9\n"),
+                arg: None,
+            })
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadInput);
+        assert_eq!(
+            &error.message[..],
+            b"User function \"f\\\"\\233\\n\" could not be found"
+        );
     }
 }
