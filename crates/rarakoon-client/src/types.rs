@@ -5,7 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::wire::{
-    ProtocolError, ReadResult, Reader, put_bool, put_bytes, put_len, put_nested, put_opt_bytes,
+    ProtocolError, ReadResult, Reader, opt_len, put_bool, put_bytes, put_len, put_nested,
+    put_opt_bytes, str_len,
 };
 
 /// Read consistency (the `cons` flag, PROTOCOL.md §5).
@@ -79,6 +80,19 @@ impl Interval {
             && self.public_end.as_deref().is_none_or(|e| key < e)
     }
 
+    /// Encoded size in bytes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        [
+            &self.public_begin,
+            &self.public_end,
+            &self.private_begin,
+            &self.private_end,
+        ]
+        .into_iter()
+        .map(|bound| opt_len(bound.as_ref()))
+        .sum()
+    }
+
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         put_opt_bytes(out, self.public_begin.as_ref());
         put_opt_bytes(out, self.public_end.as_ref());
@@ -113,6 +127,18 @@ pub enum Routing {
 }
 
 impl Routing {
+    /// Encoded size in bytes (unframed).
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Routing::Cluster(id) => 1 + str_len(id),
+            Routing::Branch {
+                left,
+                separator,
+                right,
+            } => 1 + str_len(separator) + left.encoded_len() + right.encoded_len(),
+        }
+    }
+
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         match self {
             Routing::Cluster(id) => {

@@ -8,7 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::types::{Interval, Routing};
 use crate::wire::{
-    ProtocolError, ReadResult, Reader, put_bytes, put_len, put_nested, put_opt_bytes,
+    ProtocolError, ReadResult, Reader, opt_len, put_bytes, put_len, put_nested, put_opt_bytes,
+    str_len,
 };
 
 /// One Arakoon update.
@@ -156,11 +157,48 @@ impl Update {
         }
     }
 
-    /// The encoded size in bytes (the reference's update-size check, §7.2).
+    /// The encoded size in bytes (the reference's update-size check, §7.2), computed without
+    /// encoding (a server checks it for every sequence it receives).
     pub fn encoded_len(&self) -> usize {
-        let mut out = BytesMut::new();
-        self.encode(&mut out);
-        out.len()
+        const TAG: usize = 4;
+        let fields = match self {
+            Update::Set { key, value } => str_len(key) + str_len(value),
+            Update::Delete { key }
+            | Update::AssertExists { key }
+            | Update::DeletePrefix { prefix: key } => str_len(key),
+            Update::TestAndSet {
+                key,
+                expected,
+                wanted,
+            } => str_len(key) + opt_len(expected.as_ref()) + opt_len(wanted.as_ref()),
+            Update::MasterSet { node, .. } => str_len(node) + 8,
+            Update::Sequence(members) | Update::SyncedSequence(members) => {
+                4 + members.iter().map(Update::encoded_len).sum::<usize>()
+            }
+            Update::Nop => 0,
+            Update::UserFunction {
+                name: key,
+                arg: value,
+            }
+            | Update::Assert {
+                key,
+                expected: value,
+            }
+            | Update::AdminSet { key, value }
+            | Update::Replace { key, wanted: value } => str_len(key) + opt_len(value.as_ref()),
+            Update::SetInterval(interval) => interval.encoded_len(),
+            Update::SetRouting(routing) => routing.encoded_len(),
+            Update::SetRoutingDelta {
+                left,
+                separator,
+                right,
+            } => str_len(left) + str_len(separator) + str_len(right),
+            Update::AssertRange { prefix, assertion } => {
+                let RangeAssertion::ContainsExactly(keys) = assertion;
+                str_len(prefix) + 4 + 4 + keys.iter().map(|k| str_len(k)).sum::<usize>()
+            }
+        };
+        TAG + fields
     }
 
     /// Appends the wire encoding.

@@ -479,6 +479,16 @@ pub(crate) fn put_len(out: &mut BytesMut, len: usize) {
     out.put_i32_le(i32::try_from(len).unwrap_or(i32::MAX));
 }
 
+/// Encoded size of a `str`.
+pub(crate) fn str_len(b: &[u8]) -> usize {
+    4 + b.len()
+}
+
+/// Encoded size of an `opt<str>`.
+pub(crate) fn opt_len(b: Option<&Bytes>) -> usize {
+    1 + b.map_or(0, |b| str_len(b))
+}
+
 pub(crate) fn put_bytes(out: &mut BytesMut, b: &[u8]) {
     out.reserve(4 + b.len());
     put_len(out, b.len());

@@ -443,6 +443,13 @@ where
 
 proptest! {
     #[test]
+    fn update_encoded_len_is_the_length_of_its_encoding(update in update()) {
+        let mut out = BytesMut::new();
+        update.encode(&mut out);
+        prop_assert_eq!(update.encoded_len(), out.len());
+    }
+
+    #[test]
     fn requests_round_trip(
         batch in prop::collection::vec((opcode(), fields()), 1..4),
         pieces in prop::collection::vec(1usize..40, 1..6),
