@@ -19,7 +19,10 @@ fn same_seed_same_trace() {
     assert_eq!(a.trace_hash, b.trace_hash, "seed 42 is not deterministic");
     assert_eq!(a.events, b.events);
     let c = run_seed(43, |_| {});
-    assert_ne!(a.trace_hash, c.trace_hash, "different seeds gave the same trace");
+    assert_ne!(
+        a.trace_hash, c.trace_hash,
+        "different seeds gave the same trace"
+    );
 }
 
 #[test]
@@ -34,7 +37,11 @@ fn learner_applies_everything_but_never_votes_or_leads() {
     let t = w.now + 3 * LEASE;
     w.run_until(t);
     let master_committed = w.core(m).unwrap().committed();
-    assert!(w.applied(3) + 2 >= master_committed, "learner applied {} of {master_committed}", w.applied(3));
+    assert!(
+        w.applied(3) + 2 >= master_committed,
+        "learner applied {} of {master_committed}",
+        w.applied(3)
+    );
     assert!(w.became_master_log.iter().all(|(_, n)| *n != 3));
     assert_eq!(w.core(3).unwrap().status().role, NodeRole::Follower);
     w.script(w.now, Script::Restart(voter));
@@ -54,8 +61,14 @@ fn learner_does_not_make_a_quorum() {
     }
     let t = w.now + 3 * LEASE;
     w.run_until(t);
-    let after = (0..4).filter_map(|n| w.core(n).map(|c| c.committed())).max().unwrap();
-    assert!(after <= before + 8, "committed {after} (from {before}) without a voter quorum");
+    let after = (0..4)
+        .filter_map(|n| w.core(n).map(|c| c.committed()))
+        .max()
+        .unwrap();
+    assert!(
+        after <= before + 8,
+        "committed {after} (from {before}) without a voter quorum"
+    );
     assert!(w.master().is_none(), "a master without a voter quorum");
 }
 
@@ -72,7 +85,10 @@ fn witness_votes_and_keeps_the_log_but_never_applies_or_leads() {
     w.run_until(t);
     // The master commits with the witness alone.
     let witness_committed = w.core(2).unwrap().committed();
-    assert!(witness_committed > 20, "witness committed only {witness_committed}");
+    assert!(
+        witness_committed > 20,
+        "witness committed only {witness_committed}"
+    );
     assert_eq!(w.applied(2), 0, "the witness applied values");
     assert!(w.became_master_log.iter().all(|(_, n)| *n != 2));
     w.script(w.now, Script::Restart(other_voter));
@@ -127,7 +143,11 @@ fn forced_master_is_the_only_master() {
     w.script(w.now, Script::HealAll);
     w.set_heal_at(w.now);
     w.run_until(w.now + 3 * LEASE);
-    assert!(w.became_master_log.iter().all(|(_, n)| *n == 1), "{:?}", w.became_master_log);
+    assert!(
+        w.became_master_log.iter().all(|(_, n)| *n == 1),
+        "{:?}",
+        w.became_master_log
+    );
     assert_ok(&w.finish());
 }
 
@@ -145,7 +165,11 @@ fn preferred_master_takes_office_and_takes_it_back() {
     w.script(w.now, Script::Restart(2));
     w.set_heal_at(w.now);
     w.run_until(w.now + 5 * LEASE);
-    assert_eq!(w.master(), Some(2), "the preferred node did not take office back");
+    assert_eq!(
+        w.master(),
+        Some(2),
+        "the preferred node did not take office back"
+    );
     assert_ok(&w.finish());
 }
 
@@ -159,8 +183,14 @@ fn drop_master_hands_office_to_another_node() {
     w.script(t0, Script::DropMaster(m));
     w.run_until(t0 + LEASE / 2);
     let next = w.master();
-    assert!(next.is_some_and(|n| n != m), "no other master half a lease after drop master: {next:?}");
-    assert!(w.became_master_log.iter().all(|(t, n)| *t < t0 || *n != m), "the dropped master stood again within one lease");
+    assert!(
+        next.is_some_and(|n| n != m),
+        "no other master half a lease after drop master: {next:?}"
+    );
+    assert!(
+        w.became_master_log.iter().all(|(t, n)| *t < t0 || *n != m),
+        "the dropped master stood again within one lease"
+    );
     w.set_heal_at(t0);
     assert_ok(&w.finish());
 }
