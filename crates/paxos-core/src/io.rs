@@ -2,7 +2,8 @@
 //!
 //! Contract with the driver (the node): execute effects in the order given. `Persist` effects
 //! carry increasing tickets and must reach disk in ticket order; report them with
-//! [`Event::Durable`]. The core never emits a message or reply that depends on a persist before
+//! [`Event::Durable`]; tickets belong to one `Core` instance (a restarted core starts again at
+//! 1, so never feed it a durable report from before the restart). The core never emits a message or reply that depends on a persist before
 //! that persist is durable. Catch-up is served by the driver reading its own log: the core emits
 //! [`Effect::ServeCatchUp`] and the driver answers with [`Event::CatchUpRead`].
 
@@ -106,7 +107,12 @@ pub struct Persist {
     pub ticket: u64,
     /// New promise to record, if any.
     pub promise: Option<Ballot>,
-    /// Entries to write; an entry replaces any earlier one at the same index.
+    /// Entries to write, contiguous and in index order; an entry replaces any earlier one at
+    /// the same index. When not empty, the run always extends to the core's last held index,
+    /// so a driver may implement the write as "truncate the log at the first entry, append
+    /// them all" — provided the whole persist reaches disk atomically (a crash must not leave
+    /// the log truncated without the rewritten tail). Entries at or below `committed` that are
+    /// not in the run must never be dropped.
     pub entries: Vec<LogEntry>,
     /// Committed index to record (monotonic; entries up to it are chosen).
     pub committed: Index,

@@ -180,12 +180,15 @@ impl Core {
         } else if let Some(slot) = self.slot(index).filter(|s| s.ballot == ballot) {
             slot.ticket
         } else {
-            let entry = LogEntry {
+            let mut entries = vec![LogEntry {
                 index,
                 ballot,
                 value: value.clone(),
-            };
-            let ticket = self.persist(raised.then_some(ballot), vec![entry], out);
+            }];
+            // Overwriting inside the log: rewrite the tail too, so a driver whose log can only
+            // truncate-and-append keeps every accepted entry above `index` (see Persist).
+            entries.extend(self.entries_above(index));
+            let ticket = self.persist(raised.then_some(ballot), entries, out);
             let slot = Slot {
                 ballot,
                 value,
@@ -200,6 +203,7 @@ impl Core {
             } else {
                 self.log.push_back(slot);
             }
+            self.retag_above(index, ticket);
             ticket
         };
         if !learner {

@@ -164,7 +164,11 @@ impl Core {
         }
         let progressed = !fresh.is_empty();
         if progressed {
-            self.persist(None, fresh, out);
+            // Keep the contiguous-to-the-end contract of Persist: rewrite what we still hold.
+            let committed = self.committed;
+            fresh.extend(self.entries_above(committed));
+            let ticket = self.persist(None, fresh, out);
+            self.retag_above(committed, ticket);
         }
         if answers_request
             && progressed

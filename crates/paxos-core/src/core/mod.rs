@@ -431,6 +431,33 @@ impl Core {
         self.log.get_mut(usize::try_from(offset).ok()?)
     }
 
+    /// Copies of the held entries above `index`, in order.
+    pub(crate) fn entries_above(&self, index: Index) -> Vec<LogEntry> {
+        let first = self.committed + 1;
+        self.log
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (first + i as u64, s))
+            .filter(|(i, _)| *i > index)
+            .map(|(i, s)| LogEntry {
+                index: i,
+                ballot: s.ballot,
+                value: s.value.clone(),
+            })
+            .collect()
+    }
+
+    /// The entries above `index` were rewritten by persist `ticket`: answers about them wait
+    /// for it.
+    pub(crate) fn retag_above(&mut self, index: Index, ticket: u64) {
+        let first = self.committed + 1;
+        for (i, slot) in self.log.iter_mut().enumerate() {
+            if first + i as u64 > index {
+                slot.ticket = ticket;
+            }
+        }
+    }
+
     pub(crate) fn my_role(&self) -> Role {
         self.cfg.role(self.cfg.me).unwrap_or(Role::Learner)
     }

@@ -1485,6 +1485,10 @@ fn write_disk(disk: &mut Disk, p: Persist) {
     if let Some(b) = p.promise {
         disk.promised = disk.promised.max(b);
     }
+    // Model the strictest driver: truncate at the first entry, then append (atomically).
+    if let Some(first) = p.entries.first() {
+        let _dropped = disk.entries.split_off(&first.index);
+    }
     for e in p.entries {
         disk.entries.insert(e.index, e);
     }
