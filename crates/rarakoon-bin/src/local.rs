@@ -230,6 +230,7 @@ pub async fn run(
     let dir = dir.unwrap_or_else(default_dir);
     let (config_file, config) = load_or_create(&dir, nodes)?;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let mut signals = signals::StopSignals::install().context("cannot install signal handlers")?;
 
     let mut children = Children::new();
     for node in &config.nodes {
@@ -285,9 +286,9 @@ pub async fn run(
                 Some(m) => println!("Ready: {m} is master."),
                 None => println!("No master yet after {} s; see the node logs.", READY_WAIT.as_secs()),
             }
-            wait_until_stopped(&mut children, &dir).await
+            wait_until_stopped(&mut children, &mut signals, &dir).await
         }
-        outcome = wait_until_stopped(&mut children, &dir) => outcome,
+        outcome = wait_until_stopped(&mut children, &mut signals, &dir) => outcome,
     };
     children.stop_all().await;
     outcome
@@ -326,10 +327,13 @@ async fn wait_for_master(config: &ClusterConfig) -> Option<String> {
 }
 
 /// Resolves on Ctrl-C/SIGTERM (Ok) or when a node exits on its own (Err).
-async fn wait_until_stopped(children: &mut Children, dir: &Path) -> anyhow::Result<()> {
+async fn wait_until_stopped(
+    children: &mut Children,
+    signals: &mut signals::StopSignals,
+    dir: &Path,
+) -> anyhow::Result<()> {
     tokio::select! {
-        signal = signals::stop_requested() => {
-            let signal = signal.context("cannot install signal handlers")?;
+        signal = signals.recv() => {
             println!("{signal} received: stopping every node");
             Ok(())
         }

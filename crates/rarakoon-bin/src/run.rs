@@ -5,15 +5,15 @@ use std::path::Path;
 use anyhow::Context;
 use rarakoon_node::{ClusterConfig, Node};
 
-use crate::signals;
+use crate::signals::StopSignals;
 
 /// Loads the config, starts the node, and stops it cleanly on a signal.
 pub async fn run(config_file: &Path, node_name: &str) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install().context("cannot install signal handlers")?;
     let config = ClusterConfig::load(config_file)?;
     let mut node = Node::start(&config, node_name, config_file).await?;
     let outcome = tokio::select! {
-        signal = signals::stop_requested() => {
-            let signal = signal.context("cannot install signal handlers")?;
+        signal = signals.recv() => {
             tracing::info!(node = node_name, signal, "stop requested; shutting down");
             Ok(())
         }
