@@ -460,7 +460,12 @@ async fn run_connection<H: Handler>(
                 Ok(Some(ServerFrame::Request(request))) => {
                     if *shutdown.borrow() {
                         // As the reference: a request arriving while stopping is not answered.
-                        return End::Shutdown;
+                        // The replies to the requests before it are (the reference flushes
+                        // after every reply): those requests were applied.
+                        return match write_all(stream, &mut output, config.write_timeout).await {
+                            Ok(()) => End::Shutdown,
+                            Err(end) => end,
+                        };
                     }
                     let outcome = handler.handle(info, request).await;
                     encode_reply(&outcome.reply, &mut output);

@@ -810,3 +810,47 @@ async fn a_write_after_the_node_restarted_is_not_indeterminate() {
     assert_eq!(handler.value(b"k2"), Some(b("v2")));
     listener.shutdown().await;
 }
+
+/// Applies writes to a memory handler; the first one also starts the listener's shutdown.
+struct ShutdownDuringFirstWrite {
+    store: MemoryHandler,
+    shutdown: std::sync::OnceLock<rarakoon_client::listener::ShutdownHandle>,
+}
+
+impl Handler for ShutdownDuringFirstWrite {
+    async fn handle(&self, _c: &ConnectionInfo, request: Request) -> Outcome {
+        if let Some(handle) = self.shutdown.get() {
+            handle.shutdown();
+        }
+        Outcome::new(self.store.execute(request))
+    }
+}
+
+#[tokio::test]
+async fn replies_to_requests_handled_before_a_shutdown_are_still_sent() {
+    // Two pipelined sets; the first is applied while the listener starts shutting down. The
+    // second is not answered (as in Arakoon), but the first one's reply must reach the client:
+    // it was applied, and losing its reply would make a known outcome look unknown.
+    let handler = Arc::new(ShutdownDuringFirstWrite {
+        store: MemoryHandler::master(CLUSTER, "node_0"),
+        shutdown: std::sync::OnceLock::new(),
+    });
+    let listener = start_with(handler.clone(), ListenerConfig::new(CLUSTER)).await;
+    handler
+        .shutdown
+        .set(listener.shutdown_handle())
+        .map_err(|_| "set once")
+        .unwrap();
+    let mut s = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let mut bytes = PROLOGUE.to_vec();
+    for key in [b'a', b'b'] {
+        bytes.extend_from_slice(&[
+            0x09, 0x00, 0xff, 0xb1, 0x01, 0, 0, 0, key, 0x01, 0, 0, 0, b'v',
+        ]);
+    }
+    s.write_all(&bytes).await.unwrap();
+    let received = read_to_close(&mut s).await;
+    assert_eq!(handler.store.value(b"a"), Some(b("v")));
+    assert_eq!(received, [0, 0, 0, 0], "the applied set's reply");
+    listener.wait().await;
+}
