@@ -67,3 +67,32 @@ fn second_process_on_the_same_home_is_refused_and_sigterm_exits_cleanly() {
         cluster.log("n0")
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(1));
+    let log = std::fs::File::create(cluster.log_path("n0")).unwrap();
+    let mut child = cluster
+        .node_command("n0")
+        .args(["--log-format", "json"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    support::wait_for(
+        "the node to log that it started",
+        std::time::Duration::from_secs(30),
+        || cluster.log("n0").contains("node started").then_some(()),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = cluster.log("n0");
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+    }
+    assert!(text.contains("\"node started\""), "{text}");
+    let _ = &mut cluster;
+}

@@ -374,3 +374,15 @@ fn a_wiped_node_catches_up_while_the_cluster_is_under_write_load() {
     cluster.wait_value(victim, "final", "done", CONVERGE);
     cluster.wait_value(victim, "load000000", &"x".repeat(500), CONVERGE);
 }
+
+#[test]
+fn the_preferred_master_takes_the_role() {
+    let mut spec = ClusterSpec::new(3);
+    spec.extra_cluster_lines = vec!["preferred_master = \"n2\"".into()];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    wait_for("n2 (preferred) to be master", ELECTION, || {
+        (cluster.wait_master(&all, ELECTION) == "n2").then_some(())
+    });
+}
