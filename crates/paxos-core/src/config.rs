@@ -68,7 +68,8 @@ pub struct Config {
     /// The master renews when this permille of the lease has passed without an accept
     /// (Arakoon: 500).
     pub renew_permille: u64,
-    /// Bound on clock-rate differences between any two nodes, in parts per million.
+    /// Bound on every node's clock-rate error against true time, in parts per million (two
+    /// clocks may thus differ by up to twice this).
     pub max_clock_drift_ppm: u64,
     /// Upper bound of the random back-off before standing for election, in nanoseconds.
     pub election_jitter: Time,
@@ -109,8 +110,9 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// A configuration with Arakoon-like defaults for `me` among `nodes` voters
-    /// (lease 10 s scaled by `lease_period`).
+    /// A configuration with Arakoon-like defaults for `me` among `nodes`, times in nanoseconds:
+    /// slaves wait 1.15 leases, the master renews at half a lease, election jitter a quarter
+    /// lease, retransmission after a twentieth of a lease but at most 50 ms.
     #[must_use]
     pub fn new(me: NodeId, nodes: Vec<Role>, lease_period: Time) -> Config {
         Config {
@@ -125,7 +127,7 @@ impl Config {
             renew_permille: 500,
             max_clock_drift_ppm: 10_000,
             election_jitter: lease_period / 4,
-            retransmit_interval: (lease_period / 20).max(1),
+            retransmit_interval: (lease_period / 20).clamp(1, 50_000_000),
             max_batch_count: 256,
             max_batch_bytes: 1 << 20,
             max_in_flight: 8,

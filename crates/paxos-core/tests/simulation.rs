@@ -24,9 +24,11 @@ fn quiet_three_voters_elect_and_commit() {
 #[test]
 fn swarm_ci_seeds() {
     let mut total_virtual = 0;
+    let mut worst_election = 0;
     for seed in seeds(0..128) {
         let report = run_seed(seed, |_| {});
         total_virtual += report.virtual_time;
+        worst_election = worst_election.max(report.election_after_heal.unwrap_or(0));
         eprintln!(
             "seed {seed}: events {} ops {} committed {} masters {} lin {}",
             report.events,
@@ -37,5 +39,18 @@ fn swarm_ci_seeds() {
         );
         assert_ok(&report);
     }
-    eprintln!("virtual time simulated: {} s", total_virtual / (1000 * MS));
+    eprintln!(
+        "virtual time simulated: {} s; slowest election after a heal: {} ms",
+        total_virtual / (1000 * MS),
+        worst_election / MS
+    );
+}
+
+/// Seeds that found bugs on the way (see README "Found and fixed"): they must stay green.
+#[test]
+fn regression_seeds() {
+    for seed in [29, 133, 241, 2221] {
+        let report = run_seed(seed, |_| {});
+        assert_ok(&report);
+    }
 }

@@ -43,6 +43,23 @@ impl Core {
         }
     }
 
+    /// Records an accept of `ballot` seen now as lease evidence, unless a lease of a higher
+    /// ballot is still running (found by the simulator, seed 2221: a paused old master's
+    /// retransmitted accepts displaced the live master's lease and let the old master be
+    /// re-elected under it). Returns whether it was recorded.
+    pub(crate) fn observe_lease(&mut self, ballot: Ballot) -> bool {
+        let keep_current = self.lease_seen.is_some_and(|seen| {
+            ballot < seen.ballot && self.now < seen.at.saturating_add(self.cfg.slave_wait())
+        });
+        if !keep_current {
+            self.lease_seen = Some(LeaseSeen {
+                ballot,
+                at: self.now,
+            });
+        }
+        !keep_current
+    }
+
     pub(crate) fn on_prepare(
         &mut self,
         from: NodeId,
@@ -140,14 +157,14 @@ impl Core {
         self.max_round = self.max_round.max(ballot.round);
         let learner = self.my_role() == Role::Learner;
         // Any accept, even one we must refuse, shows its owner believes it is master: honour
-        // its lease (only ever more conservative), so we do not stand against a live master.
-        self.lease_seen = Some(LeaseSeen {
-            ballot,
-            at: self.now,
-        });
-        self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
-        if ballot.node != self.cfg.me {
-            self.known_master = Some(ballot.node);
+        // its lease too, so we do not stand against a live master. (Only a lease we helped
+        // build needs honouring for safety; `observe_lease` never lets a stale, lower ballot
+        // displace one that is still running.)
+        if self.observe_lease(ballot) {
+            self.next_stand_at = self.now + self.cfg.slave_wait() + self.stand_delay();
+            if ballot.node != self.cfg.me {
+                self.known_master = Some(ballot.node);
+            }
         }
         if ballot < self.promised {
             if !learner {

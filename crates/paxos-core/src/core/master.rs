@@ -100,7 +100,7 @@ impl Core {
             slot.last_sent = now;
             let ballot = slot.ballot;
             // As an acceptor, the master honours its own lease: it refuses other candidates.
-            self.lease_seen = Some(super::LeaseSeen { ballot, at: now });
+            self.observe_lease(ballot);
             let Some(slot) = self.slot(index) else {
                 return;
             };

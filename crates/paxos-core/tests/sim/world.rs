@@ -323,6 +323,8 @@ pub struct SimReport {
     pub completed_ops: u64,
     pub masters_elected: u64,
     pub linearizability: String,
+    /// Time from the heal to the first master elected after it (if one was needed).
+    pub election_after_heal: Option<Time>,
 }
 
 impl SimReport {
@@ -1423,6 +1425,7 @@ impl World {
             completed_ops: self.clients.iter().map(|c| c.completed).sum(),
             masters_elected: self.masters_elected,
             linearizability: lin,
+            election_after_heal: self.first_master_after_heal.map(|t| t - self.heal_at),
         }
     }
 
