@@ -84,15 +84,18 @@ pub(crate) fn execute(
             prefix,
             assertion: RangeAssertion::ContainsExactly(wire_keys),
         } => {
-            let actual = tx.prefix_keys(prefix, -1);
             // Arakoon reverses the decoded list and compares it with the ascending actual
-            // keys: it passes only when the wire list is descending (PROTOCOL.md §7.2).
-            let matches =
-                wire_keys.len() == actual.len() && wire_keys.iter().rev().eq(actual.iter());
+            // keys: it passes only when the wire list is descending (PROTOCOL.md §7.2). The
+            // comparison walks the map and stops at the first difference; only a failure
+            // collects the keys (for the message).
+            let matches = tx
+                .keys_with_prefix(prefix)
+                .eq(wire_keys.iter().rev().map(AsRef::as_ref));
             if matches {
                 Ok(UpdateResult::Unit)
             } else {
                 let expected: Vec<Bytes> = wire_keys.iter().rev().cloned().collect();
+                let actual = tx.prefix_keys(prefix, -1);
                 Err(StoreError::AssertRangeFailed { expected, actual })
             }
         }

@@ -92,6 +92,14 @@ impl<'s> Transaction<'s> {
         query::prefix_keys(&self.data.map, prefix, max)
     }
 
+    /// The keys that start with `prefix`, ascending, borrowed from the map.
+    pub(crate) fn keys_with_prefix<'k>(
+        &'k self,
+        prefix: &'k [u8],
+    ) -> impl Iterator<Item = &'k [u8]> + 'k {
+        query::prefix_scan(&self.data.map, prefix).map(|(key, _)| key.as_slice())
+    }
+
     /// The pairs in `range`, ascending, at most `max` (negative: all); see
     /// [`crate::Store::range_entries`].
     #[must_use]
