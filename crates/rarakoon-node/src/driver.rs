@@ -89,6 +89,9 @@ pub struct View {
     pub committed: Index,
     /// Highest index in the log.
     pub last_index: Index,
+    /// Local time a message from the known master last arrived (slaves: the master is named
+    /// only while this is younger than the slave's lease wait, as Arakoon does).
+    pub master_heard_at: Option<Time>,
 }
 
 /// State shared between the driver and the client handler.
@@ -100,6 +103,8 @@ pub struct Shared {
     pub view: Mutex<View>,
     /// The zero of the node's monotonic clock.
     pub clock_start: Instant,
+    /// How long a slave keeps naming a master it no longer hears from.
+    pub master_silence: Duration,
 }
 
 impl Shared {
@@ -114,6 +119,16 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The master a slave may name now: the known master if it was heard from recently.
+    pub fn live_master(&self) -> Option<NodeId> {
+        let view = self.view();
+        let heard = view.master_heard_at?;
+        let silence = u64::try_from(self.master_silence.as_nanos()).unwrap_or(u64::MAX);
+        (self.now() < heard.saturating_add(silence))
+            .then_some(view.master)
+            .flatten()
     }
 
     /// Whether this node may serve a consistent read now.
@@ -143,6 +158,7 @@ pub struct Driver {
     entropy_counter: u64,
     tick: Duration,
     node_name: String,
+    master_heard_at: Option<Time>,
 }
 
 impl Driver {
@@ -168,6 +184,7 @@ impl Driver {
             entropy_counter: 0,
             tick,
             node_name,
+            master_heard_at: None,
         }
     }
 
@@ -248,7 +265,12 @@ impl Driver {
 
     fn on_peer(&mut self, from: NodeId, msg: PeerMessage) {
         match msg {
-            PeerMessage::Paxos(msg) => self.step(Event::Message { from, msg }),
+            PeerMessage::Paxos(msg) => {
+                self.step(Event::Message { from, msg });
+                if self.core.known_master() == Some(from) {
+                    self.master_heard_at = Some(self.shared.now());
+                }
+            }
             PeerMessage::SnapshotRequest { offset, len } => self.submit(Job::ServeSnapshot {
                 peer: from,
                 offset,
@@ -393,6 +415,7 @@ impl Driver {
             lease_expires: self.core.lease_expires(),
             committed: status.committed,
             last_index: status.last_index,
+            master_heard_at: self.master_heard_at,
         };
         *self
             .shared

@@ -164,12 +164,11 @@ impl NodeHandler {
         if self.shared.holds_lease() {
             return Some(Bytes::from(self.config.node_name.clone()));
         }
-        let view = self.shared.view();
-        if view.role == NodeRole::Master {
+        if self.shared.view().role == NodeRole::Master {
             // Established but the lease lapsed: no master is valid right now.
             return None;
         }
-        view.master.map(|m| self.name_of(m))
+        self.shared.live_master().map(|m| self.name_of(m))
     }
 
     fn not_master(&self) -> ErrorReply {

@@ -245,8 +245,10 @@ impl Node {
                 lease_expires: None,
                 committed: recovered.state.committed,
                 last_index: recovered.state.committed,
+                master_heard_at: None,
             }),
             clock_start: Instant::now(),
+            master_silence: config.lease_period().mul_f64(1.2),
         });
 
         let (storage_tx, storage_rx) = mpsc::unbounded_channel();
