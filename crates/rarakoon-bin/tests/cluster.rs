@@ -386,3 +386,60 @@ fn the_preferred_master_takes_the_role() {
         (cluster.wait_master(&all, ELECTION) == "n2").then_some(())
     });
 }
+
+#[test]
+fn kill_9_of_the_master_under_write_load_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&all, ELECTION);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let client = cluster.client(&all);
+            let acknowledged = acknowledged.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let rt = runtime();
+                rt.block_on(async {
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let key = format!("w{w}-{i}");
+                        i += 1;
+                        // Failures during the failover are fine; only acknowledged writes count.
+                        if client.set(key.clone(), "v").await.is_ok() {
+                            acknowledged.lock().unwrap().push(key);
+                        }
+                    }
+                });
+            })
+        })
+        .collect();
+    wait_for("writes before the kill", CONVERGE, || {
+        (acknowledged.lock().unwrap().len() >= 200).then_some(())
+    });
+    cluster.kill9(&master);
+    let before_kill = acknowledged.lock().unwrap().len();
+    let rest: Vec<&str> = all.iter().copied().filter(|n| *n != master).collect();
+    cluster.wait_master(&rest, ELECTION);
+    wait_for("writes after the failover", CONVERGE, || {
+        (acknowledged.lock().unwrap().len() >= before_kill + 200).then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let keys = acknowledged.lock().unwrap().clone();
+    let rt = runtime();
+    let client = cluster.client(&rest);
+    rt.block_on(async {
+        for key in &keys {
+            assert_eq!(
+                client.get(key.clone()).await.unwrap(),
+                "v",
+                "acknowledged {key} lost"
+            );
+        }
+    });
+}
