@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rarakoon_client::{Consistency, Error, Request, Response};
-use support::{ClusterSpec, TestCluster, runtime, wait_for};
+use support::{ClusterSpec, TestCluster, runtime, set_retry, wait_for};
 
 const ELECTION: Duration = Duration::from_secs(30);
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -31,10 +31,7 @@ fn three_nodes_elect_one_master_and_converge() {
     let client = cluster.client(&all);
     rt.block_on(async {
         for i in 0..50 {
-            client
-                .set(format!("key{i:02}"), format!("value{i}"))
-                .await
-                .unwrap();
+            set_retry(&client, format!("key{i:02}"), format!("value{i}")).await;
         }
         assert_eq!(client.get("key07").await.unwrap(), "value7");
         assert_eq!(
@@ -76,7 +73,7 @@ fn killing_the_master_elects_another_and_keeps_every_acknowledged_write() {
     let client = cluster.client(&all);
     rt.block_on(async {
         for i in 0..100 {
-            client.set(format!("k{i}"), format!("v{i}")).await.unwrap();
+            set_retry(&client, format!("k{i}"), format!("v{i}")).await;
         }
     });
     cluster.kill9(&old);
@@ -92,7 +89,7 @@ fn killing_the_master_elects_another_and_keeps_every_acknowledged_write() {
                 "acknowledged write k{i} lost"
             );
         }
-        client.set("after", "failover").await.unwrap();
+        set_retry(&client, "after", "failover").await;
     });
     // The old master restarts and catches up.
     cluster.start(&old);
@@ -120,10 +117,7 @@ fn a_wiped_node_catches_up_through_a_snapshot_after_the_others_pruned() {
     let value = "x".repeat(2000);
     rt.block_on(async {
         for i in 0..400 {
-            client
-                .set(format!("big{i:04}"), value.clone())
-                .await
-                .unwrap();
+            set_retry(&client, format!("big{i:04}"), value.clone()).await;
         }
     });
     // Collapse on the survivors so the early entries are gone from their logs.
@@ -137,7 +131,7 @@ fn a_wiped_node_catches_up_through_a_snapshot_after_the_others_pruned() {
     cluster.start(victim);
     cluster.wait_value(victim, "big0000", &value, CONVERGE);
     cluster.wait_value(victim, "big0399", &value, CONVERGE);
-    rt.block_on(async { client.set("later", "yes").await.unwrap() });
+    rt.block_on(async { set_retry(&client, "later", "yes").await });
     cluster.wait_value(victim, "later", "yes", CONVERGE);
     assert!(
         cluster
@@ -176,7 +170,7 @@ fn five_nodes_survive_two_failures_and_a_learner_follows_without_voting() {
     let client = cluster.client(&alive);
     rt.block_on(async {
         for i in 0..20 {
-            client.set(format!("f{i}"), "ok").await.unwrap();
+            set_retry(&client, format!("f{i}"), "ok").await;
         }
     });
     cluster.wait_value("n5", "f19", "ok", CONVERGE);
@@ -239,7 +233,7 @@ fn forced_master_is_master_and_drop_master_hands_over() {
     assert_eq!(master, "n1");
     let rt = runtime();
     let client = cluster.client(&["n0", "n1", "n2"]);
-    rt.block_on(async { client.set("forced", "yes").await.unwrap() });
+    rt.block_on(async { set_retry(&client, "forced", "yes").await });
 
     // An elected cluster: drop master makes another node take over.
     let mut elected = TestCluster::new(&ClusterSpec::new(3));
@@ -276,7 +270,7 @@ fn garbage_on_the_ports_does_not_disturb_the_cluster() {
     let rt = runtime();
     let client = cluster.client(&all);
     rt.block_on(async {
-        client.set("still", "fine").await.unwrap();
+        set_retry(&client, "still", "fine").await;
         assert_eq!(client.get("still").await.unwrap(), "fine");
     });
     for n in all {
@@ -294,7 +288,7 @@ fn restart_of_the_whole_cluster_keeps_the_data() {
     let client = cluster.client(&all);
     rt.block_on(async {
         for i in 0..30 {
-            client.set(format!("r{i}"), format!("{i}")).await.unwrap();
+            set_retry(&client, format!("r{i}"), format!("{i}")).await;
         }
     });
     for n in all {
@@ -342,10 +336,7 @@ fn a_wiped_node_catches_up_while_the_cluster_is_under_write_load() {
             rt.block_on(async {
                 let mut i = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    client
-                        .set(format!("load{i:06}"), "x".repeat(500))
-                        .await
-                        .unwrap();
+                    set_retry(&client, format!("load{i:06}"), "x".repeat(500)).await;
                     i += 1;
                     written.store(i, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -370,7 +361,7 @@ fn a_wiped_node_catches_up_while_the_cluster_is_under_write_load() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let rt = runtime();
-    rt.block_on(async { cluster.client(&all).set("final", "done").await.unwrap() });
+    rt.block_on(async { set_retry(&cluster.client(&all), "final", "done").await });
     cluster.wait_value(victim, "final", "done", CONVERGE);
     cluster.wait_value(victim, "load000000", &"x".repeat(500), CONVERGE);
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rarakoon_client::{Request, Response};
-use support::{ClusterSpec, TestCluster, runtime};
+use support::{ClusterSpec, TestCluster, runtime, set_retry};
 
 const ELECTION: Duration = Duration::from_secs(30);
 
@@ -35,7 +35,7 @@ fn torn_tail_is_repaired_and_corruption_is_reported_with_the_repair_command() {
     let client = cluster.client(&all);
     rt.block_on(async {
         for i in 0..20 {
-            client.set(format!("t{i}"), "v").await.unwrap();
+            set_retry(&client, format!("t{i}"), "v").await;
         }
     });
     cluster.wait_value(victim, "t19", "v", Duration::from_secs(30));
@@ -55,7 +55,7 @@ fn torn_tail_is_repaired_and_corruption_is_reported_with_the_repair_command() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("torn tail"), "{out}");
     cluster.start(victim);
-    rt.block_on(async { client.set("after-crash", "ok").await.unwrap() });
+    rt.block_on(async { set_retry(&client, "after-crash", "ok").await });
     cluster.wait_value(victim, "after-crash", "ok", Duration::from_secs(30));
     assert!(
         cluster.log(victim).contains("repaired a torn write"),
@@ -96,7 +96,7 @@ fn collapse_writes_a_snapshot_that_inspect_reads() {
     let client = cluster.client(&["n0"]);
     rt.block_on(async {
         for i in 0..10 {
-            client.set(format!("s{i}"), "v").await.unwrap();
+            set_retry(&client, format!("s{i}"), "v").await;
         }
     });
     let config = cluster.config_file().to_str().unwrap().to_owned();

@@ -351,3 +351,25 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// `set` that retries when the outcome is unknown or no master is reachable (a leadership
+/// change on a loaded machine). Safe in tests because setting the same value twice is
+/// idempotent; any other error fails the test.
+pub async fn set_retry(client: &Client, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+    let key = key.into();
+    let value = value.into();
+    let mut last = None;
+    for _ in 0..20 {
+        match client.set(key.clone(), value.clone()).await {
+            Ok(()) => return,
+            Err(
+                e @ (rarakoon_client::Error::Indeterminate { .. }
+                | rarakoon_client::Error::NoMaster { .. }
+                | rarakoon_client::Error::NoLongerMaster(_)
+                | rarakoon_client::Error::GoingDown(_)),
+            ) => last = Some(e),
+            Err(e) => panic!("set {key:?} failed: {e}"),
+        }
+    }
+    panic!("set {key:?} kept failing: {last:?}");
+}
