@@ -12,7 +12,7 @@
 //!
 //! Pure code: no clock, no I/O, deterministic (no `HashMap` iteration decides anything).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// An operation on one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -127,71 +127,148 @@ pub fn check(history: &[HistoryOp], step_limit: u64) -> Verdict {
     Verdict::Linearizable
 }
 
+/// Per-operation keys of the Zobrist hash of a set of linearized operations.
+fn zobrist_key(i: usize) -> u64 {
+    let mut z = (i as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Search state. Operations not yet linearized form a doubly linked list in invocation order
+/// (Lowe's "dancing links"), so finding candidates costs only the operations concurrent with
+/// the earliest pending response; the stack is explicit (histories can hold tens of thousands
+/// of operations per key). Explored configurations are cached as (Zobrist hash of the
+/// linearized set, register value): a 64-bit hash collision could only make the checker
+/// report a violation that is not there, never hide one.
 struct Search<'a> {
     ops: Vec<&'a HistoryOp>,
-    seen: HashSet<(Vec<u64>, Option<Vec<u8>>)>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Completed operations not yet linearized, by response time.
+    open: BTreeSet<(u64, usize)>,
+    seen: HashSet<(u64, Option<Vec<u8>>)>,
     steps: u64,
     limit: u64,
+}
+
+struct Frame {
+    /// The operation linearized to reach this frame.
+    via: Option<usize>,
+    state: Option<Vec<u8>>,
+    hash: u64,
+    /// Next operation (in list order) to try from here.
+    cursor: usize,
 }
 
 /// `Some(true)`: linearizable; `Some(false)`: not; `None`: step limit hit.
 fn check_key(ops: &[&HistoryOp], limit: u64) -> Option<bool> {
     let mut sorted: Vec<&HistoryOp> = ops.to_vec();
     sorted.sort_by_key(|o| o.invoked);
+    let n = sorted.len();
+    let head = n;
     let mut search = Search {
+        next: (0..=n).map(|i| if i == head { 0 } else { i + 1 }).collect(),
+        prev: (0..=n).map(|i| if i == 0 { head } else { i - 1 }).collect(),
+        open: sorted
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.completed.as_ref().map(|(t, _)| (*t, i)))
+            .collect(),
         ops: sorted,
         seen: HashSet::new(),
         steps: 0,
         limit,
     };
-    let done = vec![0u64; search.ops.len().div_ceil(64)];
-    search.dfs(done, None)
+    if n == 0 {
+        return Some(true);
+    }
+    search.run()
 }
 
 impl Search<'_> {
-    fn dfs(&mut self, done: Vec<u64>, state: Option<Vec<u8>>) -> Option<bool> {
-        self.steps += 1;
-        if self.steps > self.limit {
-            return None;
+    fn head(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (p, n) = (self.prev[i], self.next[i]);
+        self.next[p] = n;
+        self.prev[n] = p;
+        if let Some((t, _)) = &self.ops[i].completed {
+            self.open.remove(&(*t, i));
         }
-        let is_done = |d: &Vec<u64>, i: usize| d[i / 64] & (1 << (i % 64)) != 0;
-        // Earliest response among completed operations not yet linearized.
-        let horizon = self
-            .ops
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !is_done(&done, *i))
-            .filter_map(|(_, o)| o.completed.as_ref().map(|(t, _)| *t))
-            .min();
-        let Some(horizon) = horizon else {
-            // Only unknown-outcome operations remain: they may never have taken effect.
+    }
+
+    fn relink(&mut self, i: usize) {
+        let (p, n) = (self.prev[i], self.next[i]);
+        self.next[p] = i;
+        self.prev[n] = i;
+        if let Some((t, _)) = &self.ops[i].completed {
+            self.open.insert((*t, i));
+        }
+    }
+
+    fn run(&mut self) -> Option<bool> {
+        let head = self.head();
+        if self.open.is_empty() {
             return Some(true);
-        };
-        if !self.seen.insert((done.clone(), state.clone())) {
-            return Some(false);
         }
-        let mut limit_hit = false;
-        for i in 0..self.ops.len() {
-            if is_done(&done, i) || self.ops[i].invoked > horizon {
+        self.seen.insert((0, None));
+        let mut stack = vec![Frame {
+            via: None,
+            state: None,
+            hash: 0,
+            cursor: self.next[head],
+        }];
+        while let Some(top) = stack.last_mut() {
+            let Some(&(horizon, _)) = self.open.first() else {
+                return Some(true);
+            };
+            // The next operation that may be linearized here and explains its result.
+            let mut found = None;
+            let mut c = top.cursor;
+            while c != head && self.ops[c].invoked <= horizon {
+                let (next_state, result) = apply(&top.state, &self.ops[c].op);
+                let explains = self.ops[c]
+                    .completed
+                    .as_ref()
+                    .is_none_or(|(_, observed)| *observed == result);
+                if explains {
+                    found = Some((c, next_state));
+                    break;
+                }
+                c = self.next[c];
+            }
+            let Some((c, next_state)) = found else {
+                if let Some(via) = top.via {
+                    self.relink(via);
+                }
+                stack.pop();
                 continue;
-            }
-            let op = self.ops[i];
-            let (next, result) = apply(&state, &op.op);
-            if let Some((_, observed)) = &op.completed
-                && *observed != result
-            {
-                continue;
-            }
-            let mut d = done.clone();
-            d[i / 64] |= 1 << (i % 64);
-            match self.dfs(d, next) {
-                Some(true) => return Some(true),
-                Some(false) => {}
-                None => limit_hit = true,
-            }
-            if limit_hit {
+            };
+            top.cursor = self.next[c];
+            let hash = top.hash ^ zobrist_key(c);
+            self.steps += 1;
+            if self.steps > self.limit {
                 return None;
             }
+            self.unlink(c);
+            if self.open.is_empty() {
+                return Some(true);
+            }
+            if !self.seen.insert((hash, next_state.clone())) {
+                self.relink(c);
+                continue;
+            }
+            stack.push(Frame {
+                via: Some(c),
+                state: next_state,
+                hash,
+                cursor: self.next[head],
+            });
         }
         Some(false)
     }
@@ -289,6 +366,41 @@ mod tests {
             ),
         ];
         assert!(matches!(check(&h, 10_000), Verdict::NotLinearizable { .. }));
+    }
+
+    #[test]
+    fn long_sequential_history_is_checked_without_deep_recursion() {
+        let mut h = Vec::new();
+        for i in 0..60_000u64 {
+            let t = 4 * i;
+            if i % 2 == 0 {
+                h.push(op(
+                    "k",
+                    KvOp::Set(vec![(i % 7) as u8]),
+                    t,
+                    Some((t + 1, KvResult::Ok)),
+                ));
+            } else {
+                let last = ((i - 1) % 7) as u8;
+                h.push(op(
+                    "k",
+                    KvOp::Get,
+                    t,
+                    Some((t + 1, KvResult::Value(Some(vec![last])))),
+                ));
+            }
+        }
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        h.push(op(
+            "k",
+            KvOp::Get,
+            1_000_000,
+            Some((1_000_001, KvResult::NotFound)),
+        ));
+        assert!(matches!(
+            check(&h, 1_000_000),
+            Verdict::NotLinearizable { .. }
+        ));
     }
 
     #[test]

@@ -49,7 +49,7 @@ fn swarm_ci_seeds() {
 /// Seeds that found bugs on the way (see README "Found and fixed"): they must stay green.
 #[test]
 fn regression_seeds() {
-    for seed in [29, 133, 241, 2221] {
+    for seed in [29, 133, 241, 2221, 4394] {
         let report = run_seed(seed, |_| {});
         assert_ok(&report);
     }

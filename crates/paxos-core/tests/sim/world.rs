@@ -1518,10 +1518,17 @@ pub fn run_seed(seed: u64, tweak: impl FnOnce(&mut SimOptions)) -> SimReport {
     World::new(opts).run()
 }
 
-/// Seeds to run: `SIM_SEED=n` replays one, `SIM_SEEDS=n` runs `0..n`, else `default`.
+/// Seeds to run: `SIM_SEED=n` replays one, `SIM_SEEDS=n` runs `0..n` (`SIM_SEEDS=a..b` runs
+/// `a..b`), else `default`.
 pub fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
     if let Some(s) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![s];
+    }
+    if let Some((a, b)) = std::env::var("SIM_SEEDS").ok().and_then(|s| {
+        let (a, b) = s.split_once("..")?;
+        Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
+    }) {
+        return (a..b).collect();
     }
     if let Some(n) = std::env::var("SIM_SEEDS")
         .ok()
