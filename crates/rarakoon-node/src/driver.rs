@@ -72,7 +72,8 @@ pub enum Input {
         /// Where the result goes.
         reply: oneshot::Sender<Result<storage::CollapseReport, String>>,
     },
-    /// Stop: fail what is pending, flush the log, return.
+    /// Stop: refuse new writes, give those in flight a grace period (about one lease period)
+    /// to finish, fail the rest with `E_GOING_DOWN`, and return.
     Shutdown,
 }
 
@@ -159,6 +160,16 @@ pub struct Driver {
     tick: Duration,
     node_name: String,
     master_heard_at: Option<Time>,
+    /// Set by `Input::Shutdown`: the time by which in-flight writes must have finished.
+    draining: Option<tokio::time::Instant>,
+    drain_grace: Duration,
+}
+
+async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -185,6 +196,8 @@ impl Driver {
             tick,
             node_name,
             master_heard_at: None,
+            draining: None,
+            drain_grace: tick.saturating_mul(40),
         }
     }
 
@@ -200,6 +213,7 @@ impl Driver {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
+            let drain_deadline = self.draining;
             tokio::select! {
                 biased;
                 event = storage_events.recv() => match event {
@@ -208,23 +222,29 @@ impl Driver {
                     None => break Err("the storage thread stopped".to_owned()),
                 },
                 input = inputs.recv() => match input {
-                    None | Some(Input::Shutdown) => break Ok(()),
+                    None => break Ok(()),
                     Some(input) => self.on_input(input),
                 },
                 _ = ticker.tick() => self.step(Event::Tick),
+                () = sleep_until_or_forever(drain_deadline) => {
+                    tracing::warn!(
+                        pending = self.pending.len(),
+                        "writes still in flight at the end of the shutdown grace period fail with E_GOING_DOWN"
+                    );
+                    break Ok(());
+                }
             }
             // Take whatever else is already queued before publishing the view.
             for _ in 0..256 {
                 match inputs.try_recv() {
-                    Ok(Input::Shutdown) => {
-                        self.publish_view();
-                        return self.finish(Ok(()));
-                    }
                     Ok(input) => self.on_input(input),
                     Err(_) => break,
                 }
             }
             self.publish_view();
+            if self.draining.is_some() && self.pending.is_empty() {
+                break Ok(());
+            }
         };
         self.finish(result)
     }
@@ -238,6 +258,9 @@ impl Driver {
 
     fn on_input(&mut self, input: Input) {
         match input {
+            Input::Propose { reply, .. } if self.draining.is_some() => {
+                let _ = reply.send(WriteOutcome::GoingDown);
+            }
             Input::Propose { payload, reply } => {
                 let id = self.next_proposal;
                 self.next_proposal += 1;
@@ -259,7 +282,13 @@ impl Driver {
                 force: true,
                 reply: Some(reply),
             }),
-            Input::Shutdown => {}
+            Input::Shutdown => {
+                if self.draining.is_none() {
+                    // New writes are refused from now on; those in flight get a grace period to
+                    // commit so their clients learn the real outcome.
+                    self.draining = Some(tokio::time::Instant::now() + self.drain_grace);
+                }
+            }
         }
     }
 

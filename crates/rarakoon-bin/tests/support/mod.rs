@@ -25,10 +25,28 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_rarakoon-bin")
 }
 
-/// A port that was free a moment ago (the OS hands out ports round-robin, so reuse is rare).
+/// A port that is free now, chosen below Linux's ephemeral range (32768..) so that no
+/// outgoing connection of another test can take it between this check and the node's bind.
+/// Ports are handed out from a per-process counter starting at a pid-derived offset, so
+/// parallel tests and test binaries rarely even try the same one.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+        assert!(
+            n < SPAN,
+            "no free port between {FIRST} and {}",
+            FIRST + SPAN
+        );
+    }
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
@@ -348,6 +366,17 @@ impl Drop for TestCluster {
         for child in self.running.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Show what the nodes said: the test's own message rarely explains a cluster.
+            for node in &self.nodes {
+                let log = self.log(&node.name);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- last lines of {} ----", node.name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
