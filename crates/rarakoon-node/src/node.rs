@@ -319,13 +319,21 @@ impl Node {
             ..Limits::default()
         };
         let client_addr = node.client_socket_address();
-        let listener = Listener::bind(client_addr, listener_config, Arc::new(handler))
-            .await
-            .map_err(|e| NodeError::Bind {
-                what: "clients",
-                addr: client_addr,
-                message: e.to_string(),
-            })?;
+        let listener = match Listener::bind(client_addr, listener_config, Arc::new(handler)).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                // Undo what already runs, so a caller that carries on leaks nothing.
+                let _ = inputs_tx.send(Input::Shutdown).await;
+                let _ = driver.await;
+                let _ = tokio::task::spawn_blocking(move || storage.join()).await;
+                messenger.shutdown().await;
+                return Err(NodeError::Bind {
+                    what: "clients",
+                    addr: client_addr,
+                    message: e.to_string(),
+                });
+            }
+        };
         let client_addr = listener.local_addr();
         tracing::info!(
             node = name,
