@@ -6,6 +6,7 @@ mod sim;
 
 use paxos_core::Sabotage;
 use sim::scenarios::*;
+use sim::world::run_seed;
 
 #[test]
 fn skipping_the_start_up_wait_is_caught() {
@@ -51,6 +52,52 @@ fn ignoring_the_drift_margin_is_caught() {
     assert!(
         report.violations.iter().any(|v| v.contains("lease safety")),
         "{}",
+        report.describe()
+    );
+}
+
+/// The random swarm finds it too (with power failures in the mix): swarm seed 112.
+#[test]
+fn swarm_finds_the_missing_start_up_wait() {
+    let broken = run_seed(112, |o| {
+        o.sabotage = Sabotage {
+            skip_startup_wait: true,
+            ..Sabotage::default()
+        };
+    });
+    eprintln!("{}", broken.describe());
+    assert!(
+        broken.violations.iter().any(|v| v.contains("lease safety")),
+        "{}",
+        broken.describe()
+    );
+    assert_ok_report(&run_seed(112, |_| {}));
+}
+
+/// The random swarm finds it too when clocks drift at the bound: swarm seed 312.
+#[test]
+fn swarm_finds_the_missing_drift_margin() {
+    let at_bound = |o: &mut sim::world::SimOptions| o.drift_ppm = o.cfg_drift_ppm;
+    let broken = run_seed(312, |o| {
+        at_bound(o);
+        o.sabotage = Sabotage {
+            ignore_drift_margin: true,
+            ..Sabotage::default()
+        };
+    });
+    eprintln!("{}", broken.describe());
+    assert!(
+        broken.violations.iter().any(|v| v.contains("lease safety")),
+        "{}",
+        broken.describe()
+    );
+    assert_ok_report(&run_seed(312, at_bound));
+}
+
+fn assert_ok_report(report: &sim::world::SimReport) {
+    assert!(
+        report.ok(),
+        "the unbroken protocol failed the same seed:\n{}",
         report.describe()
     );
 }
