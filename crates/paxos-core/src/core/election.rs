@@ -253,11 +253,13 @@ impl Core {
                 // Others may still promise; the candidacy times out otherwise.
             }
             PrepareRefusal::Behind { committed } => {
+                // Fetch what we miss but keep standing: the others may still promise, and if
+                // catch-up commits more, taking office starts over with a fresh candidacy.
+                // (Abandoning and restanding at once made several lagging candidates pre-empt
+                // each other for ever: seed 858, behind a witness that was ahead of them all.)
                 if committed > self.committed {
-                    self.phase = Phase::Follower;
                     self.note_commit_hint(from, committed);
                     self.request_catch_up(from, out);
-                    self.next_stand_at = self.now + self.cfg.retransmit_interval;
                 }
             }
         }

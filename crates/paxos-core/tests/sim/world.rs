@@ -824,21 +824,7 @@ impl World {
             }
             Effect::StoppedBeingMaster => self.stopped_master_log.push((self.now, n)),
             Effect::ServeCatchUp { peer, from, up_to } => {
-                let node = &self.nodes[n];
-                let read = if from <= node.base {
-                    CatchUpRead::Pruned {
-                        snapshot_index: node.base,
-                    }
-                } else {
-                    let lo = (from - node.base - 1) as usize;
-                    let hi = ((up_to - node.base) as usize).min(node.log.len());
-                    CatchUpRead::Values(
-                        node.log
-                            .get(lo..hi)
-                            .map(<[Value]>::to_vec)
-                            .unwrap_or_default(),
-                    )
-                };
+                let read = self.read_log(n, from, up_to);
                 self.schedule(
                     self.now,
                     Ev::Local {
@@ -860,6 +846,41 @@ impl World {
                 );
             }
         }
+    }
+
+    /// What node `n`'s driver reads from its log for a catch-up: applied values, or for a
+    /// witness (which keeps the log but applies nothing) its written entries, including writes
+    /// not yet synced (they are in the page cache).
+    fn read_log(&self, n: usize, from: Index, up_to: Index) -> CatchUpRead {
+        let node = &self.nodes[n];
+        if node.role != Role::Witness {
+            if from <= node.base {
+                return CatchUpRead::Pruned {
+                    snapshot_index: node.base,
+                };
+            }
+            let lo = (from - node.base - 1) as usize;
+            let hi = ((up_to - node.base) as usize).min(node.log.len());
+            return CatchUpRead::Values(
+                node.log
+                    .get(lo..hi)
+                    .map(<[Value]>::to_vec)
+                    .unwrap_or_default(),
+            );
+        }
+        let mut written = node.disk.clone();
+        for p in &node.unsynced {
+            write_disk(&mut written, p.clone());
+        }
+        if from <= written.snap_index {
+            return CatchUpRead::Pruned {
+                snapshot_index: written.snap_index,
+            };
+        }
+        let values = (from..=up_to)
+            .map_while(|i| written.entries.get(&i).map(|e| e.value.clone()))
+            .collect();
+        CatchUpRead::Values(values)
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Message) {
