@@ -434,3 +434,39 @@ fn kill_9_of_the_master_under_write_load_loses_no_acknowledged_write() {
         }
     });
 }
+
+#[test]
+fn a_learner_does_not_count_toward_a_quorum() {
+    let mut spec = ClusterSpec::new(4);
+    spec.extra_cluster_lines = vec!["learners = [\"n3\"]".into()];
+    let mut cluster = TestCluster::new(&spec);
+    cluster.start_all();
+    let voters = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&voters, ELECTION);
+    let rt = runtime();
+    rt.block_on(async { set_retry(&cluster.client(&voters), "before", "ok").await });
+    cluster.wait_value("n3", "before", "ok", CONVERGE);
+    // Two of three voters die: one voter plus the learner are no majority, so no write may
+    // commit, however long we try.
+    for v in voters.iter().filter(|v| **v != master).take(2) {
+        cluster.kill9(v);
+    }
+    let survivors: Vec<&str> = ["n0", "n1", "n2", "n3"]
+        .into_iter()
+        .filter(|n| *n == master || *n == "n3")
+        .collect();
+    let mut config = rarakoon_client::ClientConfig::new(cluster.cluster_id.clone());
+    for n in &survivors {
+        config = config.node(n.to_string(), cluster.client_addr(n));
+    }
+    config.request_timeout = Duration::from_secs(3);
+    config.max_attempts = 3;
+    let client = rarakoon_client::Client::new(config).unwrap();
+    let result = rt.block_on(client.set("after", "must-not-commit"));
+    assert!(
+        result.is_err(),
+        "a write committed without a voting majority"
+    );
+    assert_eq!(cluster.dirty_get("n3", "after"), None);
+    assert_eq!(cluster.dirty_get(&master, "after"), None);
+}
