@@ -70,7 +70,8 @@ pub enum Event {
         read: CatchUpRead,
     },
     /// The driver installed a head snapshot (after [`Effect::FetchSnapshot`]); the store now
-    /// reflects everything up to `index`.
+    /// reflects everything up to `index`. Install only a snapshot ahead of what was applied;
+    /// the core adopts it whatever its role (a candidate or master steps down first).
     SnapshotInstalled {
         /// Index the snapshot covers.
         index: Index,

@@ -55,7 +55,9 @@ fn regression_seeds() {
         assert_ok(&report);
     }
     // Found with power failures in the swarm.
-    assert_ok(&run_seed(858, |_| {}));
+    for seed in [858, 3190] {
+        assert_ok(&run_seed(seed, |_| {}));
+    }
 }
 
 /// Swarm seeds with every clock drifting as far as the configured bound allows.

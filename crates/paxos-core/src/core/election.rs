@@ -173,9 +173,10 @@ impl Core {
         let Phase::Candidate(c) = std::mem::replace(&mut self.phase, Phase::Follower) else {
             return;
         };
-        if c.base != self.committed {
-            // Committed more (catch-up) while standing; the reports may be stale: stand again.
-            self.next_stand_at = self.now;
+        if c.base != self.committed || self.snapshot_pending {
+            // Committed more (catch-up) while standing, or a snapshot is on its way: stand
+            // again once up to date.
+            self.next_stand_at = self.now + self.cfg.retransmit_interval;
             return;
         }
         let ballot = c.ballot;

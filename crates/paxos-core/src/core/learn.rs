@@ -199,8 +199,16 @@ impl Core {
 
     pub(crate) fn on_snapshot_installed(&mut self, index: Index, out: &mut Vec<Effect>) {
         self.snapshot_pending = false;
-        if index <= self.committed || matches!(self.phase, super::Phase::Master(_)) {
+        if index <= self.committed {
+            tracing::warn!(me = %self.cfg.me, index, committed = self.committed, "installed snapshot is not ahead of the committed index; nothing to adopt");
             return;
+        }
+        // The driver's store already reflects `index`: follow it whatever our role. A
+        // candidate or master-elect that was behind steps down first (seed 3190: a
+        // master-elect ignored the install and then applied entries the snapshot held).
+        if !matches!(self.phase, super::Phase::Follower) {
+            self.step_down(out);
+            self.next_stand_at = self.now + self.stand_delay();
         }
         let drop = usize::try_from(index - self.committed).unwrap_or(usize::MAX);
         self.log.drain(..drop.min(self.log.len()));
