@@ -154,7 +154,10 @@ fn client_cli_prints_values_and_distinguishes_not_found() {
     assert_eq!(c(&["delete-prefix", "b"]).1, "1\n");
     assert_eq!(c(&["range-entries"]).1, "greeting\tbye\n");
     assert!(c(&["version"]).1.starts_with("1.9.0\n"));
-    assert!(c(&["statistics"]).1.contains("node_is"));
+    let stats = c(&["statistics"]).1;
+    assert!(stats.contains("node_is"), "{stats}");
+    // Two sets so far were timed (the node counts its own requests).
+    assert!(stats.contains("set_info:\n    n: 2\n"), "{stats}");
     let (code, out, _) = cluster.cli(&["admin", "--cluster-config", &config, "current-state"]);
     assert_eq!((code, out.as_str()), (0, "n0: Stable_master\n"));
 }

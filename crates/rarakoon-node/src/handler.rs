@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::MasterMode;
 use crate::driver::{Input, Shared, WriteOutcome};
 use crate::payload;
+use crate::stats::{Op, SIZE_NAMES, Series, Stats, TIMING_NAMES};
 
 /// Static facts the handler needs.
 #[derive(Debug, Clone)]
@@ -53,6 +54,7 @@ pub struct NodeHandler {
     inputs: mpsc::Sender<Input>,
     started_unix: f64,
     requests: AtomicU64,
+    stats: Stats,
 }
 
 type Answer = Result<Response, ErrorReply>;
@@ -142,6 +144,7 @@ impl NodeHandler {
             inputs,
             started_unix: unix_now(),
             requests: AtomicU64::new(0),
+            stats: Stats::default(),
         }
     }
 
@@ -304,50 +307,29 @@ impl NodeHandler {
     fn statistics(&self) -> NamedValue {
         let float = |name: &'static str, v: f64| NamedValue::new(name, StatValue::Float(v));
         let int = |name: &'static str| NamedValue::new(name, StatValue::Int(0));
-        let stat = |name: &'static str| {
+        let series = |name: &'static str, s: &Series| {
             NamedValue::new(
                 name,
                 StatValue::List(vec![
-                    NamedValue::new("n", StatValue::Int(0)),
-                    NamedValue::new("min", StatValue::Float(f64::MAX)),
-                    NamedValue::new("max", StatValue::Float(0.0)),
-                    NamedValue::new("m2", StatValue::Float(0.0)),
-                    NamedValue::new("avg", StatValue::Float(0.0)),
-                    NamedValue::new("var", StatValue::Float(0.0)),
+                    NamedValue::new("n", StatValue::Int(i32::try_from(s.n).unwrap_or(i32::MAX))),
+                    NamedValue::new("min", StatValue::Float(s.min)),
+                    NamedValue::new("max", StatValue::Float(s.max)),
+                    NamedValue::new("m2", StatValue::Float(s.m2)),
+                    NamedValue::new("avg", StatValue::Float(s.mean)),
+                    NamedValue::new("var", StatValue::Float(s.variance())),
                 ]),
             )
         };
+        let snapshot = self.stats.snapshot();
         let mut children = vec![float("start", self.started_unix), float("last", unix_now())];
-        for name in [
-            "avg_set_size",
-            "avg_get_size",
-            "avg_range_size",
-            "avg_range_entries_size",
-            "avg_rev_range_entries_size",
-            "avg_prefix_size",
-            "avg_del_prefix_size",
-        ] {
-            children.push(float(name, 0.0));
+        for (name, value) in SIZE_NAMES.iter().zip(snapshot.sizes) {
+            children.push(float(name, value));
         }
-        for name in [
-            "harvest_stats",
-            "set_info",
-            "get_info",
-            "del_info",
-            "seq_info",
-            "mget_info",
-            "mget_option_info",
-            "tas_info",
-            "replace_info",
-            "range_info",
-            "range_entries_info",
-            "rev_range_entries_info",
-            "prefix_info",
-            "delete_prefix_info",
-            "op_info",
-        ] {
-            children.push(stat(name));
+        children.push(series("harvest_stats", &Series::default()));
+        for (name, s) in TIMING_NAMES.iter().zip(snapshot.timings.iter()) {
+            children.push(series(name, s));
         }
+        children.push(series("op_info", &snapshot.all));
         let payload_kib = self.store().stats().payload_bytes as f64 / 1024.0;
         children.push(float("mem_allocated", payload_kib));
         for name in [
@@ -396,9 +378,20 @@ impl NodeHandler {
         }
     }
 
-    /// Answers one request (what [`Handler::handle`] calls).
+    /// Answers one request (what [`Handler::handle`] calls), timing it for STATISTICS.
     pub async fn execute(&self, request: Request) -> Answer {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let timed = timed_op(&request);
+        let started = std::time::Instant::now();
+        let answer = self.answer(request).await;
+        if let (Some((op, request_size)), Ok(response)) = (timed, &answer) {
+            let size = request_size.or_else(|| response_size(response));
+            self.stats.record(op, started.elapsed().as_secs_f64(), size);
+        }
+        answer
+    }
+
+    async fn answer(&self, request: Request) -> Answer {
         match request {
             Request::Ping { cluster_id, .. } => {
                 if cluster_id != self.config.cluster_id {
@@ -653,6 +646,39 @@ impl NodeHandler {
             )),
         }
     }
+}
+
+/// The statistics kind of a request, and its size when the request carries it.
+fn timed_op(request: &Request) -> Option<(Op, Option<u64>)> {
+    Some(match request {
+        Request::Set { value, .. } | Request::Confirm { value, .. } => {
+            (Op::Set, Some(value.len() as u64))
+        }
+        Request::Get { .. } => (Op::Get, None),
+        Request::Delete { .. } => (Op::Delete, None),
+        Request::Sequence(_) | Request::SyncedSequence(_) => (Op::Sequence, None),
+        Request::MultiGet { .. } => (Op::MultiGet, None),
+        Request::MultiGetOption { .. } => (Op::MultiGetOption, None),
+        Request::TestAndSet { .. } => (Op::TestAndSet, None),
+        Request::Replace { .. } => (Op::Replace, None),
+        Request::Range(_) => (Op::Range, None),
+        Request::RangeEntries(_) => (Op::RangeEntries, None),
+        Request::RevRangeEntries(_) => (Op::RevRangeEntries, None),
+        Request::PrefixKeys { .. } => (Op::Prefix, None),
+        Request::DeletePrefix { .. } => (Op::DeletePrefix, None),
+        _ => return None,
+    })
+}
+
+/// The size Arakoon averages for a response (value bytes, or number of results).
+fn response_size(response: &Response) -> Option<u64> {
+    Some(match response {
+        Response::Get(v) => v.len() as u64,
+        Response::Range(keys) | Response::PrefixKeys(keys) => keys.len() as u64,
+        Response::RangeEntries(e) | Response::RevRangeEntries(e) => e.len() as u64,
+        Response::DeletePrefix(n) => u64::try_from(*n).unwrap_or(0),
+        _ => return None,
+    })
 }
 
 impl Handler for NodeHandler {

@@ -19,6 +19,7 @@ pub mod messaging;
 pub mod node;
 pub mod payload;
 pub mod promise;
+pub mod stats;
 pub mod storage;
 pub mod transport;
 pub mod wire;
