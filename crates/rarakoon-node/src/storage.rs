@@ -508,29 +508,25 @@ impl StorageThread {
         if let Some(ballot) = p.promise {
             promise::store(&self.config.home, ballot)?;
         }
-        let Some(first) = p.entries.first() else {
+        // Entries a received snapshot already covers (at or below the log's floor) are not
+        // written again.
+        let floor = self.wal.first_index().map_or(0, |f| f.saturating_sub(1));
+        let mut entries = p.entries.iter().skip_while(|e| e.index <= floor).peekable();
+        let Some(first) = entries.peek().map(|e| e.index) else {
             return Ok(());
         };
-        // Entries a received snapshot already covers are not written again.
-        let floor = self.wal.first_index().map_or(0, |f| f.saturating_sub(1));
-        let mut start = first.index;
         if let Some(next) = self.wal.next_index() {
-            if start < next {
-                if start > floor {
-                    self.wal.truncate_after(start - 1)?;
-                }
-            } else if start > next {
+            if first < next {
+                // Paxos overwrites an uncommitted tail: drop it (durably) first.
+                self.wal.truncate_after(first - 1)?;
+            } else if first > next {
                 return Err(StorageError::Gap {
-                    index: start,
+                    index: first,
                     expected: next,
                 });
             }
         }
-        for entry in &p.entries {
-            if entry.index <= floor && self.wal.next_index().is_some() {
-                start = entry.index + 1;
-                continue;
-            }
+        for entry in entries {
             let stored = StoredEntry {
                 ballot: entry.ballot,
                 committed: p.committed,
@@ -547,7 +543,6 @@ impl StorageThread {
             self.wal.append([(entry.index, bytes)])?;
             self.entries_since_collapse_check += 1;
         }
-        let _ = start;
         Ok(())
     }
 
