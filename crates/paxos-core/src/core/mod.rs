@@ -205,7 +205,7 @@ impl Core {
         self.now = self.now.max(now);
         self.entropy = entropy;
         match event {
-            Event::Start(recovered) => return self.start(recovered, out),
+            Event::Start(recovered) => return self.start(recovered),
             Event::Propose { id, payload } => {
                 if !self.started {
                     out.push(Effect::Reply {
@@ -228,7 +228,7 @@ impl Core {
         Ok(())
     }
 
-    fn start(&mut self, rec: RecoveredState, out: &mut Vec<Effect>) -> Result<(), StartError> {
+    fn start(&mut self, rec: RecoveredState) -> Result<(), StartError> {
         if self.started {
             return Err(StartError::AlreadyStarted);
         }
@@ -280,7 +280,6 @@ impl Core {
         };
         self.next_stand_at = self.quiet_until + self.stand_delay();
         tracing::debug!(me = %self.cfg.me, committed = self.committed, last = self.last_index(), "paxos core started");
-        let _ = out;
         Ok(())
     }
 
