@@ -206,7 +206,7 @@ impl ConnectionFsm {
             }
             (S::Idle, E::Start) => self.start_connect(now),
             (S::Connecting { .. }, E::Connected) => {
-                let deadline = now + self.config.handshake_timeout;
+                let deadline = later(now, self.config.handshake_timeout);
                 self.state = S::Handshaking { deadline };
                 Action::Handshake { deadline }
             }
@@ -235,20 +235,29 @@ impl ConnectionFsm {
     }
 
     fn start_connect(&mut self, now: Instant) -> Action {
-        let deadline = now + self.config.connect_timeout;
+        let deadline = later(now, self.config.connect_timeout);
         self.state = State::Connecting { deadline };
         Action::Connect { deadline }
     }
 
     fn fail(&mut self, now: Instant, jitter: u32) -> Action {
         self.failures = self.failures.saturating_add(1);
-        let until = now + self.config.delay(self.failures, jitter);
+        let until = later(now, self.config.delay(self.failures, jitter));
         self.state = State::BackingOff { until };
         Action::Backoff {
             until,
             failures: self.failures,
         }
     }
+}
+
+/// `now + wait`, saturating instead of panicking when a configured duration is so large that
+/// the instant would overflow (such a deadline means "practically never" either way).
+fn later(now: Instant, wait: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -264,6 +273,30 @@ mod tests {
             connect_timeout: Duration::from_millis(500),
             handshake_timeout: Duration::from_millis(300),
         }
+    }
+
+    #[test]
+    fn huge_configured_durations_saturate_instead_of_panicking() {
+        let t0 = Instant::now();
+        let mut fsm = ConnectionFsm::new(BackoffConfig {
+            initial: Duration::MAX,
+            cap: Duration::MAX,
+            jitter_per_mille: 0,
+            connect_timeout: Duration::MAX,
+            handshake_timeout: Duration::MAX,
+        });
+        let Action::Connect { deadline } = fsm.step(t0, Event::Start, 0) else {
+            panic!("expected a connect");
+        };
+        assert!(deadline > t0);
+        assert!(matches!(
+            fsm.step(t0, Event::Connected, 0),
+            Action::Handshake { deadline } if deadline > t0
+        ));
+        assert!(matches!(
+            fsm.step(t0, Event::HandshakeFailed, 0),
+            Action::Backoff { until, failures: 1 } if until > t0
+        ));
     }
 
     #[test]
