@@ -112,7 +112,16 @@ pub fn scan(
                 }
                 // Checked above: the whole segment is smaller than 4 GiB.
                 scan.offsets.push(offset as u32);
-                expected += 1;
+                // u64::MAX is never a valid index: the log's next index must fit in a u64.
+                expected = expected.checked_add(1).ok_or_else(|| {
+                    corrupt(
+                        offset,
+                        format!(
+                            "record holds index {}, which leaves no next index",
+                            decoded.index
+                        ),
+                    )
+                })?;
                 offset = decoded.end;
             }
             Err(error) => {
@@ -148,12 +157,31 @@ fn is_tail_damage(data: &[u8], offset: usize, error: &DecodeError) -> bool {
     }
 }
 
-/// Reads a whole raw segment.
-pub fn read_raw(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
+/// Reads a whole raw segment, refusing one longer than `max_bytes` before reading it (a
+/// damaged or foreign file must not make the open allocate without bound).
+pub fn read_raw(fs: &dyn FileSystem, path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    let len = fs
+        .file_len(path)
+        .map_err(WalError::io("stat segment", path))?;
+    let too_long = |len: u64| WalError::CorruptSegment {
+        path: path.to_path_buf(),
+        offset: max_bytes,
+        reason: format!("segment is {len} B, longer than max_segment_bytes = {max_bytes}"),
+    };
+    if len > max_bytes {
+        return Err(too_long(len));
+    }
     let mut data = Vec::new();
     fs.open_read(path)
-        .and_then(|mut file| file.read_to_end(&mut data))
+        // `take`: the file may have grown since it was measured.
+        .and_then(|file| {
+            file.take(max_bytes.saturating_add(1))
+                .read_to_end(&mut data)
+        })
         .map_err(WalError::io("read segment", path))?;
+    if data.len() as u64 > max_bytes {
+        return Err(too_long(data.len() as u64));
+    }
     Ok(data)
 }
 

@@ -78,7 +78,16 @@ pub(super) fn read_header(reader: &mut impl Read, path: &Path) -> Result<u64> {
             format!("unsupported snapshot version {version}"),
         ));
     }
-    Ok(u64_at(&header, 12))
+    let index = u64_at(&header, 12);
+    if index == u64::MAX {
+        // The log restarts at `index + 1`: no room for that (a damaged or hostile header).
+        return Err(corrupt(
+            path,
+            12,
+            "snapshot index u64::MAX leaves no room for a following log entry",
+        ));
+    }
+    Ok(index)
 }
 
 /// Loads the snapshot at `path`, feeding its pairs in ascending key order to `sink`, checking

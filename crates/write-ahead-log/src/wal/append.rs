@@ -48,6 +48,14 @@ impl Wal {
                     got: index,
                 });
             }
+            if index == u64::MAX {
+                // Reserved: the next index after it would not fit in a u64.
+                return Err(WalError::OutOfRange {
+                    index,
+                    first: self.first_index(),
+                    last: self.last_index(),
+                });
+            }
             if bytes.len() > self.config.max_entry_bytes as usize {
                 return Err(WalError::EntryTooLarge {
                     index,

@@ -103,14 +103,21 @@ impl Wal {
     /// log empty at `snapshot_index + 1` (an empty segment with that name records it durably).
     pub fn reset_after_snapshot(&mut self, snapshot_index: u64) -> Result<()> {
         self.check_usable()?;
+        let Some(restart) = snapshot_index.checked_add(1) else {
+            return Err(WalError::OutOfRange {
+                index: snapshot_index,
+                first: self.first_index(),
+                last: self.last_index(),
+            });
+        };
         self.forget_cached_archive();
         self.writer = None;
         while let Some(newest) = self.segments.pop() {
             self.remove_durably(&newest.path)?;
         }
         self.unsynced = false;
-        self.roll(snapshot_index + 1)?;
-        self.synced_next = snapshot_index + 1;
+        self.roll(restart)?;
+        self.synced_next = restart;
         tracing::info!(snapshot_index, "write-ahead log restarted after snapshot");
         Ok(())
     }

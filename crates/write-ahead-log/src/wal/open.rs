@@ -80,7 +80,7 @@ impl Wal {
                 (path, data)
             } else {
                 let path = dir.join(segment::raw_name(first));
-                let data = segment::read_raw(fs.as_ref(), &path)?;
+                let data = segment::read_raw(fs.as_ref(), &path, config.max_segment_bytes)?;
                 (path, data)
             };
             let policy = if is_newest && !archived {
