@@ -51,6 +51,7 @@ mod limits {
     pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
     pub const MAX_SEGMENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
     pub const MAX_REQUEST_SIZE: u64 = 1024 * 1024 * 1024;
+    pub const MAX_BATCH_BYTES: u64 = 1024 * 1024 * 1024;
     pub const MAX_NAME_LEN: usize = 128;
     pub const MAX_NODES: usize = 16;
 }
@@ -433,6 +434,16 @@ impl ClusterConfig {
                 "is 0; it must be at least 1".into(),
             ));
         }
+        if c.max_batch_bytes == 0 || c.max_batch_bytes > limits::MAX_BATCH_BYTES {
+            return Err(invalid(
+                "cluster.max_batch_bytes".into(),
+                format!(
+                    "is {}; it must lie between 1 and {} bytes",
+                    c.max_batch_bytes,
+                    limits::MAX_BATCH_BYTES
+                ),
+            ));
+        }
         if self.nodes.is_empty() {
             return Err(invalid(
                 "nodes".into(),
@@ -756,6 +767,22 @@ fsync = false
             invalid_field(&GOOD.replace("name = \"n0\"", "name = \"n 0\"")),
             "nodes[0].name"
         );
+    }
+
+    #[test]
+    fn batch_bytes_out_of_range_names_the_field() {
+        for bad in ["0", "18446744073709551615", "1073741825"] {
+            let text = GOOD.replace(
+                "lease_period_secs = 2",
+                &format!("lease_period_secs = 2\nmax_batch_bytes = {bad}"),
+            );
+            assert_eq!(invalid_field(&text), "cluster.max_batch_bytes", "{bad}");
+        }
+        let ok = GOOD.replace(
+            "lease_period_secs = 2",
+            "lease_period_secs = 2\nmax_batch_bytes = 1073741824",
+        );
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

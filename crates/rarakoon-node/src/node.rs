@@ -86,12 +86,17 @@ impl Bounds {
             .map(|n| n.max_request_size)
             .max()
             .unwrap_or(crate::config::defaults::MAX_REQUEST_SIZE);
+        // Clamped so that a WAL entry (a batch plus 1 MiB of headroom) stays within 1 GiB even
+        // for out-of-range numbers: a batch larger than a WAL entry would fail the WAL.
+        const MAX_ENTRY: u64 = 1 << 30;
+        const HEADROOM: u64 = 1024 * 1024;
         let batch = config
             .cluster
             .max_batch_bytes
-            .max(largest_request + 64 * 1024);
+            .max(largest_request.saturating_add(64 * 1024))
+            .min(MAX_ENTRY - HEADROOM);
         let batch_bytes = usize::try_from(batch).unwrap_or(usize::MAX);
-        let entry = (batch + 1024 * 1024).min(1 << 30);
+        let entry = batch + HEADROOM;
         let wal_entry_bytes = u32::try_from(entry).unwrap_or(1 << 30);
         let max_frame = wal_entry_bytes.saturating_add(9 * 1024 * 1024);
         Bounds {
@@ -414,5 +419,30 @@ impl Node {
         self.messenger.shutdown().await;
         tracing::info!(node = %self.name, "node stopped");
         driver_result.map_err(NodeError::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn bounds_do_not_overflow_at_the_config_limits() {
+        let mut config = crate::config::ClusterConfig {
+            cluster: crate::config::ClusterSection::new("c"),
+            nodes: vec![NodeConfig::new(
+                "n0",
+                "127.0.0.1:4010".parse().unwrap(),
+                4000,
+                PathBuf::from("/tmp/n0"),
+            )],
+        };
+        config.cluster.max_batch_bytes = u64::MAX;
+        config.nodes[0].max_request_size = u64::MAX;
+        let b = Bounds::new(&config);
+        // A WAL entry must always hold a whole batch, or a full batch would fail the WAL.
+        assert!(u64::from(b.wal_entry_bytes) >= b.batch_bytes as u64);
+        assert!(b.max_frame >= b.wal_entry_bytes);
     }
 }
