@@ -260,19 +260,49 @@ fn apply_up_to(store: &mut Store, pending: &mut Vec<LogEntry>, committed: Index)
     }
 }
 
-/// The store as the Collapser sees it.
-struct StoreSource<'a>(&'a Store);
+/// A point-in-time copy of the store for the Collapser: keys copied into one buffer, values
+/// shared (reference-counted), so taking it holds the store's read lock only for a walk over
+/// memory, never for the snapshot's compression and disk writes.
+#[derive(Debug, Default)]
+pub struct StoreCopy {
+    applied: u64,
+    keys: Vec<u8>,
+    /// `(end of the key in keys, value)`; a key starts where the previous one ended.
+    pairs: Vec<(usize, Bytes)>,
+}
 
-impl SnapshotSource for StoreSource<'_> {
+impl StoreCopy {
+    /// Copies `store` (the caller holds its read lock for the duration of this call only).
+    pub fn of(store: &Store) -> StoreCopy {
+        let mut copy = StoreCopy {
+            applied: store.applied_index().unwrap_or(0),
+            keys: Vec::new(),
+            pairs: Vec::with_capacity(usize::try_from(store.key_count()).unwrap_or(0)),
+        };
+        for (key, value) in store.iter() {
+            copy.keys.extend_from_slice(key);
+            copy.pairs.push((copy.keys.len(), value.clone()));
+        }
+        copy
+    }
+}
+
+impl SnapshotSource for StoreCopy {
     fn applied_index(&self) -> u64 {
-        self.0.applied_index().unwrap_or(0)
+        self.applied
     }
 
     fn for_each_pair(
         &self,
         sink: &mut (dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + '_),
     ) -> std::io::Result<()> {
-        self.0.for_each_pair(|k, v| sink(k, v))
+        let mut start = 0;
+        for (end, value) in &self.pairs {
+            let key = self.keys.get(start..*end).unwrap_or_default();
+            sink(key, value)?;
+            start = *end;
+        }
+        Ok(())
     }
 }
 
@@ -579,38 +609,53 @@ impl StorageThread {
         Ok(CatchUpRead::Values(values))
     }
 
+    /// Runs the Collapser when due (or `force`). The store is copied under its read lock and
+    /// the snapshot written from the copy, so the driver's applies and the client reads never
+    /// wait for the snapshot's disk writes (ADR 0080). Persists queued meanwhile wait: this
+    /// thread is the log's only writer.
     fn collapse(&mut self, force: bool) -> Result<CollapseReport, StorageError> {
-        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
-        if store.applied_index().is_none() {
-            return Ok(CollapseReport {
-                snapshot_index: None,
-                archived: 0,
-                pruned: 0,
-            });
-        }
-        let source = StoreSource(&store);
-        let outcome = if force {
-            self.collapser.force(&mut self.wal, &source)?
-        } else {
-            self.collapser.run_once(&mut self.wal, &source)?
+        let not_needed = CollapseReport {
+            snapshot_index: None,
+            archived: 0,
+            pruned: 0,
         };
-        drop(store);
-        Ok(match outcome {
-            write_ahead_log::CollapseOutcome::NotNeeded { .. } => CollapseReport {
-                snapshot_index: None,
-                archived: 0,
-                pruned: 0,
+        let applied = self
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied_index();
+        let Some(applied) = applied else {
+            return Ok(not_needed);
+        };
+        let (_, due) = self.collapser.check(&self.wal, applied, force)?;
+        if !due {
+            return Ok(not_needed);
+        }
+        let copy = StoreCopy::of(&self.store.read().unwrap_or_else(PoisonError::into_inner));
+        let snapshot = write_ahead_log::write_snapshot(
+            self.wal.fs().as_ref(),
+            self.wal.dir(),
+            &copy,
+            self.collapser.snapshot_config(),
+        )?;
+        drop(copy);
+        Ok(
+            match self
+                .collapser
+                .finish_after_snapshot(&mut self.wal, snapshot)?
+            {
+                write_ahead_log::CollapseOutcome::NotNeeded { .. } => not_needed,
+                write_ahead_log::CollapseOutcome::Collapsed {
+                    snapshot,
+                    archived,
+                    pruned,
+                } => CollapseReport {
+                    snapshot_index: Some(snapshot.index),
+                    archived,
+                    pruned,
+                },
             },
-            write_ahead_log::CollapseOutcome::Collapsed {
-                snapshot,
-                archived,
-                pruned,
-            } => CollapseReport {
-                snapshot_index: Some(snapshot.index),
-                archived,
-                pruned,
-            },
-        })
+        )
     }
 
     fn serve_snapshot(&mut self, peer: NodeId, offset: u64, len: u32) {
@@ -857,4 +902,44 @@ pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) ->
 /// The path of a node's WAL directory.
 pub fn wal_dir(home: &Path) -> PathBuf {
     home.join(WAL_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn set(key: &str, value: &str) -> Update {
+        Update::Set {
+            key: Bytes::from(key.to_owned()),
+            value: Bytes::from(value.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_store_copy_is_a_point_in_time_view() {
+        let mut store = Store::new(Arc::new(UserFunctionRegistry::new()));
+        store
+            .apply_batch(1, &[set("b", "2"), set("a", "1"), set("ccc", "")])
+            .unwrap();
+        let copy = StoreCopy::of(&store);
+        store
+            .apply_batch(2, &[set("a", "changed"), set("d", "4")])
+            .unwrap();
+        let mut seen = Vec::new();
+        copy.for_each_pair(&mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(copy.applied_index(), 1);
+        assert_eq!(
+            seen,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"ccc".to_vec(), b"".to_vec()),
+            ]
+        );
+    }
 }
