@@ -21,7 +21,13 @@ pub struct ClusterTarget {
     pub nodes: Vec<(String, SocketAddr)>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// How long the client keeps looking for a master: two lease periods, so a command typed
+    /// during an election (or right after `local` started) waits for it instead of failing.
+    pub find_master_for: Duration,
 }
+
+/// Pause between attempts to find the master.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl ClusterTarget {
     /// Resolves `target` to a cluster.
@@ -52,6 +58,7 @@ impl ClusterTarget {
                 .map(|n| (n.name.clone(), n.client_socket_address()))
                 .collect(),
             timeout: Duration::from_secs_f64(target.timeout_secs),
+            find_master_for: config.lease_period().saturating_mul(2),
         })
     }
 
@@ -63,6 +70,13 @@ impl ClusterTarget {
         }
         config.request_timeout = self.timeout;
         config.connect_timeout = self.timeout.min(Duration::from_secs(5));
+        // Only requests refused before they were sent or proposed are retried (the client never
+        // repeats a write whose outcome is unknown), so retrying longer is always safe.
+        config.retry_delay = RETRY_DELAY;
+        config.max_attempts =
+            usize::try_from(self.find_master_for.as_millis() / RETRY_DELAY.as_millis())
+                .unwrap_or(usize::MAX)
+                .clamp(3, 1000);
         Ok(Client::new(config)?)
     }
 
