@@ -72,16 +72,18 @@ fn second_process_on_the_same_home_is_refused_and_sigterm_exits_cleanly() {
 fn json_logs_are_one_object_per_line() {
     let mut cluster = TestCluster::new(&ClusterSpec::new(1));
     let log = std::fs::File::create(cluster.log_path("n0")).unwrap();
-    let mut child = cluster
-        .node_command("n0")
-        .args(["--log-format", "json"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = support::StopOnDrop(
+        cluster
+            .node_command("n0")
+            .args(["--log-format", "json"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     support::wait_for(
         "the node to log that it started",
-        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(60),
         || cluster.log("n0").contains("node started").then_some(()),
     );
     child.kill().unwrap();

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::binary;
+use support::{StopOnDrop, binary};
 
-fn start_local(dir: &str) -> (std::process::Child, mpsc::Receiver<String>) {
+fn start_local(dir: &str) -> (StopOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(binary())
         .args(["local", "--nodes", "3", "--dir", dir])
         .stdin(Stdio::null())
@@ -20,6 +20,8 @@ fn start_local(dir: &str) -> (std::process::Child, mpsc::Receiver<String>) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Stopped (with its nodes) even if the test fails half-way.
+    let child = StopOnDrop(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {

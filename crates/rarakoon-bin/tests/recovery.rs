@@ -12,7 +12,8 @@ use std::time::Duration;
 use rarakoon_client::{Request, Response};
 use support::{ClusterSpec, TestCluster, runtime, set_retry};
 
-const ELECTION: Duration = Duration::from_secs(30);
+const ELECTION: Duration = Duration::from_secs(60);
+const CONVERGE: Duration = Duration::from_secs(60);
 
 fn newest_segment(home: &Path) -> PathBuf {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(home.join("wal"))
@@ -38,7 +39,7 @@ fn torn_tail_is_repaired_and_corruption_is_reported_with_the_repair_command() {
             set_retry(&client, format!("t{i}"), "v").await;
         }
     });
-    cluster.wait_value(victim, "t19", "v", Duration::from_secs(30));
+    cluster.wait_value(victim, "t19", "v", CONVERGE);
 
     // A crash in the middle of a write: half a record at the end of the newest segment.
     cluster.kill9(victim);
@@ -56,7 +57,7 @@ fn torn_tail_is_repaired_and_corruption_is_reported_with_the_repair_command() {
     assert!(out.contains("torn tail"), "{out}");
     cluster.start(victim);
     rt.block_on(async { set_retry(&client, "after-crash", "ok").await });
-    cluster.wait_value(victim, "after-crash", "ok", Duration::from_secs(30));
+    cluster.wait_value(victim, "after-crash", "ok", CONVERGE);
     assert!(
         cluster.log(victim).contains("repaired a torn write"),
         "{}",
@@ -84,7 +85,7 @@ fn torn_tail_is_repaired_and_corruption_is_reported_with_the_repair_command() {
     // The documented repair works: move the data aside, restart, catch up.
     std::fs::rename(&home, home.with_extension("damaged")).unwrap();
     cluster.start(victim);
-    cluster.wait_value(victim, "after-crash", "ok", Duration::from_secs(30));
+    cluster.wait_value(victim, "after-crash", "ok", CONVERGE);
 }
 
 #[test]

@@ -204,7 +204,7 @@ impl TestCluster {
         let lock = self.node(name).home.join("LOCK");
         wait_for(
             &format!("{name} to lock its home directory"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || {
                 std::fs::read_to_string(&lock)
                     .ok()
@@ -231,7 +231,7 @@ impl TestCluster {
         assert!(status.success());
         wait_for(
             &format!("{name} to exit after SIGTERM"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || child.try_wait().unwrap(),
         )
     }
@@ -401,4 +401,65 @@ pub async fn set_retry(client: &Client, key: impl Into<Bytes>, value: impl Into<
         }
     }
     panic!("set {key:?} kept failing: {last:?}");
+}
+
+/// `delete` that survives a leadership change: an unknown outcome is retried, and `NotFound`
+/// on a retry means an earlier attempt deleted the key. Any other error fails the test.
+pub async fn delete_retry(client: &Client, key: impl Into<Bytes>) {
+    let key = key.into();
+    let mut last = None;
+    for attempt in 0..20 {
+        match client.delete(key.clone()).await {
+            Ok(()) => return,
+            Err(rarakoon_client::Error::NotFound(_)) if attempt > 0 => return,
+            Err(
+                e @ (rarakoon_client::Error::Indeterminate { .. }
+                | rarakoon_client::Error::NoMaster { .. }
+                | rarakoon_client::Error::NoLongerMaster(_)
+                | rarakoon_client::Error::GoingDown(_)),
+            ) => last = Some(e),
+            Err(e) => panic!("delete {key:?} failed: {e}"),
+        }
+    }
+    panic!("delete {key:?} kept failing: {last:?}");
+}
+
+/// A child process that is stopped when the guard is dropped (also when a test panics), so no
+/// test leaves a process behind: SIGTERM first (a `local` parent then stops its own nodes),
+/// SIGKILL if it has not exited within a bounded time.
+pub struct StopOnDrop(pub Child);
+
+impl std::ops::Deref for StopOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StopOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            // Polling for the exit; the exit, not the pause, ends the wait.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
