@@ -9,7 +9,8 @@
 //! - [`handler`]: Arakoon's client requests answered from the store and the node's role.
 //! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger.
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
-//!   messages and the promise file.
+//!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
+//!   uncommitted tail.
 
 pub mod config;
 pub mod driver;
@@ -17,6 +18,7 @@ pub mod handler;
 pub mod home_lock;
 pub mod messaging;
 pub mod node;
+pub mod overwrite;
 pub mod payload;
 pub mod promise;
 pub mod stats;

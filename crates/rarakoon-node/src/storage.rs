@@ -80,6 +80,9 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// Replacing the log's uncommitted tail failed (see [`crate::overwrite`]).
+    #[error(transparent)]
+    Overwrite(#[from] crate::overwrite::RedoError),
     /// Entries to persist do not follow the log (a bug; refusing protects the log).
     #[error("cannot persist entry {index}: the write-ahead log expects {expected}")]
     Gap {
@@ -183,7 +186,14 @@ pub fn recover(
     if let Some(reason) = load_error {
         return Err(StorageError::BadSnapshot { dir, reason });
     }
-    let write_ahead_log::Recovered { wal, snapshot } = recovered?;
+    let write_ahead_log::Recovered { mut wal, snapshot } = recovered?;
+    if let Some(rewritten) = crate::overwrite::finish_interrupted(&config.home, &mut wal)? {
+        tracing::warn!(
+            entries = rewritten,
+            "finished replacing the uncommitted end of the write-ahead log, which the last stop \
+             interrupted"
+        );
+    }
     if let Some(torn) = &wal.recovery_report().torn_tail {
         tracing::warn!(
             file = %torn.path.display(),
@@ -547,8 +557,17 @@ impl StorageThread {
         };
         if let Some(next) = self.wal.next_index() {
             if first < next {
-                // Paxos overwrites an uncommitted tail: drop it (durably) first.
-                self.wal.truncate_after(first - 1)?;
+                // Paxos overwrites an uncommitted tail. Cutting it and appending are two steps;
+                // a crash between them must not lose what this node accepted, so the
+                // replacement goes through a redo file (see `overwrite`).
+                let mut replacement = Vec::new();
+                for entry in entries {
+                    let bytes = self.encode_stored(entry, p.committed)?.to_vec();
+                    replacement.push((entry.index, bytes));
+                }
+                crate::overwrite::replace_tail(&self.config.home, &mut self.wal, &replacement)?;
+                self.entries_since_collapse_check += replacement.len() as u64;
+                return Ok(());
             } else if first > next {
                 return Err(StorageError::Gap {
                     index: first,
@@ -557,23 +576,29 @@ impl StorageThread {
             }
         }
         for entry in entries {
-            let stored = StoredEntry {
-                ballot: entry.ballot,
-                committed: p.committed,
-                value: entry.value.clone(),
-            };
-            self.record.clear();
-            wire_codec::encode_payload_into(&stored, &mut self.scratch, &mut self.record, u32::MAX)
-                .map_err(|e| StorageError::BadEntry {
-                    dir: self.config.wal_dir(),
-                    index: entry.index,
-                    reason: e.to_string(),
-                })?;
+            self.encode_stored(entry, p.committed)?;
             let bytes = &self.record[wire_codec::LENGTH_PREFIX..];
             self.wal.append([(entry.index, bytes)])?;
             self.entries_since_collapse_check += 1;
         }
         Ok(())
+    }
+
+    /// Encodes `entry` as a WAL record payload into `self.record` and returns the payload.
+    fn encode_stored(&mut self, entry: &LogEntry, committed: Index) -> Result<&[u8], StorageError> {
+        let stored = StoredEntry {
+            ballot: entry.ballot,
+            committed,
+            value: entry.value.clone(),
+        };
+        self.record.clear();
+        wire_codec::encode_payload_into(&stored, &mut self.scratch, &mut self.record, u32::MAX)
+            .map_err(|e| StorageError::BadEntry {
+                dir: self.config.wal_dir(),
+                index: entry.index,
+                reason: e.to_string(),
+            })?;
+        Ok(&self.record[wire_codec::LENGTH_PREFIX..])
     }
 
     fn catch_up_read(&mut self, from: Index, up_to: Index) -> Result<CatchUpRead, StorageError> {
@@ -594,7 +619,17 @@ impl StorageThread {
         if from > last {
             return Ok(CatchUpRead::Values(Vec::new()));
         }
-        let entries = self.wal.read(from, up_to.min(last), CATCH_UP_READ_BYTES)?;
+        let entries = match self.wal.read(from, up_to.min(last), CATCH_UP_READ_BYTES) {
+            Ok(entries) => entries,
+            // A range this log does not hold is the peer's problem, not a reason to stop this
+            // node: it gets an empty answer and asks again (or someone else). Damage found
+            // while reading still stops the node.
+            Err(e @ WalError::OutOfRange { .. }) => {
+                tracing::warn!(from, up_to, "cannot serve a catch-up read: {e}");
+                return Ok(CatchUpRead::Values(Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut values = Vec::with_capacity(entries.len());
         for entry in entries {
             let stored = decode_entry(&entry.bytes, &mut self.scratch).map_err(|e| {

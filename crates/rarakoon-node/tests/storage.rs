@@ -143,3 +143,56 @@ fn a_fresh_home_recovers_empty() {
     assert_eq!(r.store.applied_index(), None::<u64>);
     let _: &Store = &r.store;
 }
+
+#[test]
+fn a_catch_up_request_the_log_cannot_serve_does_not_stop_the_storage_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let functions = Arc::new(UserFunctionRegistry::new());
+    let recovered = storage::recover(&cfg, Arc::clone(&functions)).unwrap();
+    let store = Arc::new(RwLock::new(recovered.store));
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(64);
+    let thread = StorageThread::new(cfg.clone(), recovered.wal, store, functions, events_tx);
+    let handle = std::thread::spawn(move || thread.run(jobs_rx));
+    jobs_tx
+        .send(Job::Persist(Persist {
+            ticket: 1,
+            promise: None,
+            entries: vec![entry(1, 3, set("a", "1")), entry(2, 3, set("b", "2"))],
+            committed: 2,
+        }))
+        .unwrap();
+    // Index 0 is below the log's first entry and no snapshot covers it: a peer's odd request
+    // gets an empty answer, and the node keeps working.
+    jobs_tx
+        .send(Job::CatchUp {
+            peer: NodeId(1),
+            from: 0,
+            up_to: 2,
+        })
+        .unwrap();
+    jobs_tx
+        .send(Job::CatchUp {
+            peer: NodeId(1),
+            from: 1,
+            up_to: 2,
+        })
+        .unwrap();
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        match events.blocking_recv().unwrap() {
+            StorageEvent::CatchUpRead { from, read, .. } => answers.push((from, read)),
+            StorageEvent::Failed(e) => panic!("storage failed: {e}"),
+            _ => {}
+        }
+    }
+    assert_eq!(answers[0], (0, paxos_core::CatchUpRead::Values(Vec::new())));
+    assert!(
+        matches!(&answers[1], (1, paxos_core::CatchUpRead::Values(v)) if v.len() == 2),
+        "{:?}",
+        answers[1]
+    );
+    drop(jobs_tx);
+    handle.join().unwrap();
+}

@@ -1,0 +1,322 @@
+//! Crash-safe replacement of the log's uncommitted tail.
+//!
+//! Multi-Paxos may replace accepted-but-uncommitted entries at the end of the log with the
+//! values of a higher ballot. With a truncate-and-append log that is two steps: cut the old
+//! entries, then write the new ones. A crash between the two would leave the node with neither,
+//! although it has already told a proposer that it accepted the old ones. A later proposer whose
+//! quorum includes this node could then miss a value that was chosen, and choose another one:
+//! a Paxos safety violation.
+//!
+//! So a replacement goes through a small redo file in the node's home directory:
+//! 1. the replacement entries are written to `overwrite.redo` atomically (temp file, fsync,
+//!    rename, fsync the directory);
+//! 2. the log is truncated, the entries appended, and the log synced;
+//! 3. the redo file is removed, and the directory synced.
+//!
+//! A crash before step 1 completes leaves the old tail intact; after it, recovery finds the redo
+//! file and performs steps 2 and 3 again (they are idempotent). The redo file is removed
+//! durably before the replacement is reported durable, so a stale redo file can never cut
+//! entries written after it. Overwrites happen only after a change of master, so the extra
+//! fsyncs are off the hot path.
+//!
+//! File format: magic `RKREDO1\n`, `u32` entry count, then per entry `u64` index, `u32` length,
+//! bytes; then a `u32` CRC32C of everything before it. All integers little-endian.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use write_ahead_log::{Wal, WalError};
+
+/// File name of the redo file inside the home directory.
+pub const REDO_FILE: &str = "overwrite.redo";
+const MAGIC: &[u8; 8] = b"RKREDO1\n";
+/// A redo file larger than this is refused before it is read (a tail overwrite is bounded by
+/// the Paxos pipeline window, far below this).
+const MAX_REDO_BYTES: u64 = 1 << 30;
+
+/// A redo file that cannot be written, read or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum RedoError {
+    /// I/O failed.
+    #[error("log-overwrite redo file {}: cannot {op}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is damaged. It is only ever installed whole (by rename), so damage means the
+    /// disk changed it.
+    #[error(
+        "log-overwrite redo file {} is corrupt ({problem}); it holds log entries that replace \
+         the uncommitted end of this node's write-ahead log. Move the node's home directory \
+         aside and restart the node empty so it catches up from its peers",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The log refused the replacement.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// Replaces the log's entries from `entries[0].0` on with `entries` (consecutive indexes),
+/// crash-safely as the module documentation describes. The log is synced on return.
+pub fn replace_tail(home: &Path, wal: &mut Wal, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
+    let Some(&(first, _)) = entries.first() else {
+        return Ok(());
+    };
+    write(home, entries)?;
+    apply(wal, first, entries)?;
+    remove(home)
+}
+
+/// Finishes a replacement that a crash interrupted, if a redo file is present. Returns how many
+/// entries it rewrote.
+pub fn finish_interrupted(home: &Path, wal: &mut Wal) -> Result<Option<usize>, RedoError> {
+    let Some(entries) = load(home)? else {
+        return Ok(None);
+    };
+    if let Some(&(first, _)) = entries.first() {
+        apply(wal, first, &entries)?;
+    }
+    remove(home)?;
+    Ok(Some(entries.len()))
+}
+
+fn apply(wal: &mut Wal, first: u64, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
+    wal.truncate_after(first.saturating_sub(1))?;
+    wal.append(entries.iter().map(|(i, b)| (*i, b.as_slice())))?;
+    wal.sync()?;
+    Ok(())
+}
+
+fn encode(entries: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let body: usize = entries.iter().map(|(_, b)| 12 + b.len()).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + body + 4);
+    out.extend_from_slice(MAGIC);
+    // Entry counts and lengths are bounded by the Paxos batch limits (u32 fits).
+    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for (index, bytes) in entries {
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode(path: &Path, data: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, RedoError> {
+    let corrupt = |problem: &str| RedoError::Corrupt {
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    if data.len() < MAGIC.len() + 8 || &data[..MAGIC.len()] != MAGIC {
+        return Err(corrupt("bad magic or too short"));
+    }
+    let (body, crc_bytes) = data.split_at(data.len() - 4);
+    let stored_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    if crc32c::crc32c(body) != stored_crc {
+        return Err(corrupt("CRC mismatch"));
+    }
+    let mut rest = &body[MAGIC.len()..];
+    let mut take = |n: usize| -> Result<&[u8], RedoError> {
+        if rest.len() < n {
+            return Err(corrupt("truncated entry"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("count"))?);
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let index = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt("index"))?);
+        let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("length"))?);
+        let bytes = take(len as usize)?.to_vec();
+        if let Some(&(prev, _)) = entries.last()
+            && index != prev + 1
+        {
+            return Err(corrupt("entry indexes are not consecutive"));
+        }
+        entries.push((index, bytes));
+    }
+    Ok(entries)
+}
+
+fn write(home: &Path, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
+    let path = home.join(REDO_FILE);
+    let tmp = home.join(format!("{REDO_FILE}.tmp"));
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RedoError::Io { path, op, source }
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    file.write_all(&encode(entries)).map_err(io("write", &tmp))?;
+    file.sync_all().map_err(io("fsync", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
+    sync_dir(home)
+}
+
+fn load(home: &Path) -> Result<Option<Vec<(u64, Vec<u8>)>>, RedoError> {
+    let path = home.join(REDO_FILE);
+    let io = |op: &'static str| {
+        let path = path.clone();
+        move |source| RedoError::Io { path, op, source }
+    };
+    let len = match std::fs::metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io("stat")(source)),
+    };
+    if len > MAX_REDO_BYTES {
+        return Err(RedoError::Corrupt {
+            path,
+            problem: format!("{len} bytes, more than the {MAX_REDO_BYTES} a redo file can hold"),
+        });
+    }
+    let data = std::fs::read(&path).map_err(io("read"))?;
+    decode(&path, &data).map(Some)
+}
+
+fn remove(home: &Path) -> Result<(), RedoError> {
+    let path = home.join(REDO_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(RedoError::Io {
+                path,
+                op: "remove",
+                source,
+            });
+        }
+    }
+    sync_dir(home)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RedoError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| RedoError::Io {
+            path: dir.to_path_buf(),
+            op: "fsync directory",
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use write_ahead_log::{SnapshotConfig, StdFs, WalConfig};
+
+    use super::*;
+
+    fn open(dir: &Path) -> Wal {
+        write_ahead_log::recover(
+            Arc::new(StdFs),
+            dir,
+            WalConfig::default(),
+            &SnapshotConfig::default(),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap()
+        .wal
+    }
+
+    fn contents(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+        let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
+            return Vec::new();
+        };
+        wal.read(first, last, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.index, e.bytes.to_vec()))
+            .collect()
+    }
+
+    fn entries(range: std::ops::RangeInclusive<u64>, tag: &str) -> Vec<(u64, Vec<u8>)> {
+        range.map(|i| (i, format!("{tag}{i}").into_bytes())).collect()
+    }
+
+    #[test]
+    fn encoding_round_trips_and_damage_is_reported() {
+        let home = tempfile::tempdir().unwrap();
+        let e = entries(3..=5, "new");
+        write(home.path(), &e).unwrap();
+        assert_eq!(load(home.path()).unwrap(), Some(e));
+
+        let path = home.path().join(REDO_FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        data[12] ^= 0x40;
+        std::fs::write(&path, &data).unwrap();
+        let err = load(home.path()).unwrap_err();
+        assert!(matches!(err, RedoError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(REDO_FILE), "{err}");
+    }
+
+    #[test]
+    fn replace_tail_rewrites_the_end_and_leaves_no_redo_file() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        replace_tail(home.path(), &mut wal, &entries(3..=4, "new")).unwrap();
+        let mut expected = entries(1..=2, "old");
+        expected.extend(entries(3..=4, "new"));
+        assert_eq!(contents(&wal), expected);
+        assert!(!home.path().join(REDO_FILE).exists());
+        drop(wal);
+        assert_eq!(contents(&open(&dir)), expected);
+    }
+
+    #[test]
+    fn a_crash_after_the_truncation_is_finished_on_restart() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        let replacement = entries(3..=4, "new");
+        // The crash window: the redo file is durable, the log was cut, nothing appended yet.
+        write(home.path(), &replacement).unwrap();
+        wal.truncate_after(2).unwrap();
+        drop(wal);
+
+        let mut wal = open(&dir);
+        assert_eq!(contents(&wal), entries(1..=2, "old"));
+        assert_eq!(finish_interrupted(home.path(), &mut wal).unwrap(), Some(2));
+        let mut expected = entries(1..=2, "old");
+        expected.extend(replacement);
+        assert_eq!(contents(&wal), expected);
+        assert!(!home.path().join(REDO_FILE).exists());
+        // Idempotent: nothing more to finish.
+        assert_eq!(finish_interrupted(home.path(), &mut wal).unwrap(), None);
+    }
+
+    #[test]
+    fn a_crash_before_the_truncation_is_finished_on_restart() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        write(home.path(), &entries(2..=3, "new")).unwrap();
+        drop(wal);
+
+        let mut wal = open(&dir);
+        finish_interrupted(home.path(), &mut wal).unwrap();
+        let mut expected = entries(1..=1, "old");
+        expected.extend(entries(2..=3, "new"));
+        assert_eq!(contents(&wal), expected);
+    }
+}
