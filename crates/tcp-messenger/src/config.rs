@@ -38,12 +38,16 @@ pub struct MessengerConfig {
     pub dead_peer_timeout: Duration,
     /// Protocol version to announce and require (normally [`PROTOCOL_VERSION`]).
     pub protocol_version: u32,
+    /// Most inbound connections open at once (handshaking or carrying messages); a connection
+    /// beyond it is closed at once, counted as refused and logged. Bounds the memory and file
+    /// descriptors strangers can take: each connection holds at most about one `max_frame`.
+    pub max_inbound_connections: usize,
 }
 
 impl MessengerConfig {
     /// A configuration with default bounds: queues of 4096 messages and 64 MiB, 16 MiB frames, batches of
     /// up to 256 messages, default backoff, a
-    /// 10 s dead-peer timeout.
+    /// 10 s dead-peer timeout, at most 64 inbound connections.
     pub fn new(
         node_name: impl Into<String>,
         cluster_id: impl Into<String>,
@@ -63,6 +67,7 @@ impl MessengerConfig {
             backoff: BackoffConfig::default(),
             dead_peer_timeout: Duration::from_secs(10),
             protocol_version: PROTOCOL_VERSION,
+            max_inbound_connections: 64,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Invariants: a connection delivers nothing before its handshake was accepted; every refusal
 //! (stranger, wrong cluster or version, bad or oversized frame) closes only that connection,
 //! is counted, and is logged with the remote address and whatever name it gave; a
-//! connection's read buffer stays within about one maximum frame plus one read chunk.
+//! connection's read buffer stays within about one maximum frame plus one read chunk; at most
+//! `max_inbound_connections` connections are open at once (the rest are closed on accept).
 
 use crate::counters::{InboundCounters, bump};
 use crate::handshake::{Hello, HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +35,9 @@ pub(crate) struct InboundContext<T> {
     /// Known peer names, each with the shared name attached to its messages.
     pub peers: BTreeMap<String, Arc<str>>,
     pub max_frame: u32,
+    /// One permit per open inbound connection (`max_inbound_connections` in all).
+    pub connection_slots: Arc<Semaphore>,
+    pub max_inbound_connections: usize,
     pub handshake_timeout: Duration,
     pub dead_peer_timeout: Duration,
     pub inbox: mpsc::Sender<Incoming<T>>,
@@ -55,8 +59,20 @@ pub(crate) async fn run_listener<T: WireMessage + Send + 'static>(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Ok(slot) = Arc::clone(&ctx.connection_slots).try_acquire_owned() else {
+                    warn!(
+                        %addr,
+                        limit = ctx.max_inbound_connections,
+                        "refused connection: too many inbound connections open"
+                    );
+                    bump(&ctx.counters.refused_handshakes, 1);
+                    drop(stream);
+                    continue;
+                };
                 let ctx2 = Arc::clone(&ctx);
                 ctx.tracker.spawn(async move {
+                    // Held until the connection is over.
+                    let _slot = slot;
                     tokio::select! {
                         biased;
                         () = ctx2.shutdown.cancelled() => {}

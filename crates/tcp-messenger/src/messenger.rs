@@ -211,6 +211,12 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             cluster_id: config.cluster_id,
             protocol_version: config.protocol_version,
             max_frame: config.max_frame,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_inbound_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            max_inbound_connections: config.max_inbound_connections,
             handshake_timeout: config.backoff.handshake_timeout,
             dead_peer_timeout: config.dead_peer_timeout,
             inbox: inbox_tx,
@@ -369,6 +375,9 @@ fn validate(config: &MessengerConfig) -> Result<(), StartError> {
         if addrs.is_empty() && *peer != config.node_name {
             return bad(format!("peer {peer:?} has no address"));
         }
+    }
+    if config.max_inbound_connections == 0 {
+        return bad("max_inbound_connections must be at least 1".into());
     }
     if config.queue_capacity == 0
         || config.queue_bytes == 0

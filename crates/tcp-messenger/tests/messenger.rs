@@ -451,3 +451,69 @@ async fn an_address_hosting_another_node_is_skipped_for_the_next() {
         m.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn inbound_connections_beyond_the_limit_are_closed_and_the_peer_keeps_its_link() {
+    let la = bind_free().await;
+    let lb = bind_free().await;
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), la.local_addr().unwrap()),
+        ("b".to_owned(), lb.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.max_inbound_connections = 3;
+    // Strangers that say nothing keep their connection (and slot) until the test drops them.
+    a_cfg.backoff.handshake_timeout = std::time::Duration::from_secs(600);
+    let (a, mut a_inbox) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (b, _b_inbox) =
+        Messenger::<TestMsg>::start_with_listener(config("b", addrs["b"], &addrs), lb).unwrap();
+    // b's link into a takes one of a's three slots.
+    b.wait_established("a", 1).await.unwrap();
+
+    // Two strangers connect and say nothing: they take the other two slots.
+    let idle1 = TcpStream::connect(addrs["a"]).await.unwrap();
+    let idle2 = TcpStream::connect(addrs["a"]).await.unwrap();
+    // A third is closed at once and counted.
+    let third = TcpStream::connect(addrs["a"]).await.unwrap();
+    // The guard only turns a missing limit into a failure instead of a long hang.
+    tokio::time::timeout(std::time::Duration::from_secs(120), closed_by_server(third))
+        .await
+        .expect("a connection beyond the limit is closed at once");
+    assert_eq!(a.counters().refused_handshakes, 1);
+
+    // The peer's link keeps working.
+    b.send("a", &TestMsg::Blob(vec![7])).unwrap();
+    let got = a_inbox.recv().await.unwrap();
+    assert_eq!((&*got.from, got.msg), ("b", TestMsg::Blob(vec![7])));
+
+    // When the strangers leave, their slots are free again.
+    drop(idle1);
+    drop(idle2);
+    eventually("both strangers' connections to end", || {
+        a.counters().refused_handshakes == 3
+    })
+    .await;
+    let (_s, reply) = raw_hello(addrs["a"], &hello(PROTOCOL_VERSION, CLUSTER, "b")).await;
+    assert_eq!(
+        reply,
+        HelloReply::Accepted {
+            node_name: "a".into()
+        }
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn zero_inbound_connections_is_a_config_error() {
+    let l = bind_free().await;
+    let addrs: BTreeMap<String, _> = [("a".to_owned(), l.local_addr().unwrap())]
+        .into_iter()
+        .collect();
+    let mut cfg = config("a", addrs["a"], &addrs);
+    cfg.max_inbound_connections = 0;
+    let err = Messenger::<TestMsg>::start_with_listener(cfg, l).unwrap_err();
+    assert!(err.to_string().contains("max_inbound_connections"), "{err}");
+}
