@@ -127,8 +127,10 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
         Err(reason) => {
             warn!(
                 %addr,
-                node = %hello.node_name,
-                cluster = %hello.cluster_id,
+                // Debug-quoted: these strings come from a stranger and may hold newlines or
+                // control characters that would forge log lines if printed raw.
+                node = ?hello.node_name,
+                cluster = ?hello.cluster_id,
                 version = hello.protocol_version,
                 %reason,
                 "refused connection"

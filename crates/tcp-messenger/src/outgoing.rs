@@ -154,7 +154,8 @@ async fn attempt(
     let event = match shaken {
         Ok(Ok(())) => Event::HandshakeAccepted,
         Ok(Err(HandshakeFailure::Refused(reason))) => {
-            warn!(peer = %ctx.peer, %addr, %reason, "peer refused our handshake");
+            // Debug-quoted: the reason is the remote side's text.
+            warn!(peer = %ctx.peer, %addr, ?reason, "peer refused our handshake");
             bump(&ctx.counters.refused_by_peer, 1);
             Event::HandshakeFailed
         }
