@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => exit::code(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             exit::code(exit::FAILURE)
         }
     }
@@ -77,4 +77,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             command: cli::SnapshotCommand::Inspect { file },
         }) => offline::inspect_snapshot(&file),
     }
+}
+
+/// The error and its causes on one line, each cause once: many of our error messages already
+/// quote their cause, which `{:#}` would print a second time.
+fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

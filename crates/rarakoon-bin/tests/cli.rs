@@ -38,6 +38,16 @@ fn check_config_accepts_the_example_and_names_bad_fields() {
 }
 
 #[test]
+fn a_missing_config_file_is_named_once_with_its_cause() {
+    let cluster = TestCluster::new(&ClusterSpec::new(1));
+    let missing = cluster.dir.path().join("missing.toml");
+    let (code, _, err) = cluster.cli(&["check-config", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
 fn unknown_node_is_refused_with_the_known_names() {
     let cluster = TestCluster::new(&ClusterSpec::new(2));
     let config = cluster.config_file().to_str().unwrap().to_owned();
