@@ -29,6 +29,9 @@ use write_ahead_log::{Wal, WalError};
 
 /// File name of the redo file inside the home directory.
 pub const REDO_FILE: &str = "overwrite.redo";
+/// Replacement log entries: consecutive `(index, record payload)` pairs.
+pub type Entries = Vec<(u64, Vec<u8>)>;
+
 const MAGIC: &[u8; 8] = b"RKREDO1\n";
 /// A redo file larger than this is refused before it is read (a tail overwrite is bounded by
 /// the Paxos pipeline window, far below this).
@@ -68,7 +71,11 @@ pub enum RedoError {
 
 /// Replaces the log's entries from `entries[0].0` on with `entries` (consecutive indexes),
 /// crash-safely as the module documentation describes. The log is synced on return.
-pub fn replace_tail(home: &Path, wal: &mut Wal, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
+pub fn replace_tail(
+    home: &Path,
+    wal: &mut Wal,
+    entries: &[(u64, Vec<u8>)],
+) -> Result<(), RedoError> {
     let Some(&(first, _)) = entries.first() else {
         return Ok(());
     };
@@ -102,7 +109,11 @@ fn encode(entries: &[(u64, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + body + 4);
     out.extend_from_slice(MAGIC);
     // Entry counts and lengths are bounded by the Paxos batch limits (u32 fits).
-    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     for (index, bytes) in entries {
         out.extend_from_slice(&index.to_le_bytes());
         out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -113,7 +124,7 @@ fn encode(entries: &[(u64, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn decode(path: &Path, data: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, RedoError> {
+fn decode(path: &Path, data: &[u8]) -> Result<Entries, RedoError> {
     let corrupt = |problem: &str| RedoError::Corrupt {
         path: path.to_path_buf(),
         problem: problem.to_string(),
@@ -159,14 +170,15 @@ fn write(home: &Path, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
         move |source| RedoError::Io { path, op, source }
     };
     let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(&encode(entries)).map_err(io("write", &tmp))?;
+    file.write_all(&encode(entries))
+        .map_err(io("write", &tmp))?;
     file.sync_all().map_err(io("fsync", &tmp))?;
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
     sync_dir(home)
 }
 
-fn load(home: &Path) -> Result<Option<Vec<(u64, Vec<u8>)>>, RedoError> {
+fn load(home: &Path) -> Result<Option<Entries>, RedoError> {
     let path = home.join(REDO_FILE);
     let io = |op: &'static str| {
         let path = path.clone();
@@ -235,7 +247,7 @@ mod tests {
         .wal
     }
 
-    fn contents(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+    fn contents(wal: &Wal) -> Entries {
         let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
             return Vec::new();
         };
@@ -246,8 +258,10 @@ mod tests {
             .collect()
     }
 
-    fn entries(range: std::ops::RangeInclusive<u64>, tag: &str) -> Vec<(u64, Vec<u8>)> {
-        range.map(|i| (i, format!("{tag}{i}").into_bytes())).collect()
+    fn entries(range: std::ops::RangeInclusive<u64>, tag: &str) -> Entries {
+        range
+            .map(|i| (i, format!("{tag}{i}").into_bytes()))
+            .collect()
     }
 
     #[test]
