@@ -163,6 +163,10 @@ pub struct Driver {
     /// Set by `Input::Shutdown`: the time by which in-flight writes must have finished.
     draining: Option<tokio::time::Instant>,
     drain_grace: Duration,
+    /// The peer whose head snapshot is being fetched. Snapshot chunks from anyone else (or
+    /// when no fetch runs) are dropped here, so a peer cannot fill the storage queue with
+    /// megabyte chunks nobody asked for.
+    fetching_from: Option<NodeId>,
 }
 
 async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
@@ -198,6 +202,7 @@ impl Driver {
             master_heard_at: None,
             draining: None,
             drain_grace: tick.saturating_mul(40),
+            fetching_from: None,
         }
     }
 
@@ -305,6 +310,11 @@ impl Driver {
                 offset,
                 len,
             }),
+            PeerMessage::SnapshotChunk { .. } | PeerMessage::NoSnapshot
+                if self.fetching_from != Some(from) =>
+            {
+                tracing::debug!(peer = %from, "snapshot message nobody asked for dropped");
+            }
             PeerMessage::SnapshotChunk {
                 index,
                 total,
@@ -329,6 +339,7 @@ impl Driver {
             }
             StorageEvent::Send(to, msg) => self.transport.send(to, msg),
             StorageEvent::SnapshotInstalled(index) => {
+                self.fetching_from = None;
                 self.step(Event::SnapshotInstalled { index });
             }
             StorageEvent::Failed(_) => {}
@@ -374,7 +385,10 @@ impl Driver {
             Effect::ServeCatchUp { peer, from, up_to } => {
                 self.submit(Job::CatchUp { peer, from, up_to });
             }
-            Effect::FetchSnapshot { peer } => self.submit(Job::FetchSnapshot { peer }),
+            Effect::FetchSnapshot { peer } => {
+                self.fetching_from = Some(peer);
+                self.submit(Job::FetchSnapshot { peer });
+            }
         }
     }
 
@@ -451,5 +465,93 @@ impl Driver {
             .view
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = view;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use kv_store::UserFunctionRegistry;
+    use paxos_core::Role;
+
+    struct Mute;
+
+    impl Transport for Mute {
+        fn send(&self, _: NodeId, _: PeerMessage) {}
+        fn broadcast(&self, _: PeerMessage) {}
+    }
+
+    fn driver() -> (Driver, std::sync::mpsc::Receiver<Job>) {
+        let config = paxos_core::Config::new(NodeId(0), vec![Role::Voter; 3], 1_000_000_000);
+        let core = Core::new(config).unwrap();
+        let shared = Arc::new(Shared {
+            store: Arc::new(RwLock::new(Store::new(Arc::new(
+                UserFunctionRegistry::new(),
+            )))),
+            view: Mutex::new(View {
+                role: NodeRole::Starting,
+                master: None,
+                lease_expires: None,
+                committed: 0,
+                last_index: 0,
+                master_heard_at: None,
+            }),
+            clock_start: Instant::now(),
+            master_silence: Duration::from_secs(1),
+        });
+        let (jobs, jobs_rx) = std::sync::mpsc::sync_channel(16);
+        let driver = Driver::new(
+            core,
+            shared,
+            Arc::new(Mute),
+            jobs,
+            Duration::from_millis(10),
+            "n0".to_owned(),
+        );
+        (driver, jobs_rx)
+    }
+
+    fn chunk() -> PeerMessage {
+        PeerMessage::SnapshotChunk {
+            index: 5,
+            total: 3,
+            offset: 0,
+            data: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn snapshot_chunks_nobody_asked_for_are_dropped_before_the_storage_queue() {
+        let (mut driver, jobs) = driver();
+        driver.on_peer(NodeId(1), chunk());
+        driver.on_peer(NodeId(1), PeerMessage::NoSnapshot);
+        assert!(jobs.try_recv().is_err(), "an unsolicited chunk was queued");
+
+        driver.execute(Effect::FetchSnapshot { peer: NodeId(1) });
+        assert!(matches!(
+            jobs.try_recv(),
+            Ok(Job::FetchSnapshot { peer: NodeId(1) })
+        ));
+        driver.on_peer(NodeId(2), chunk());
+        assert!(
+            jobs.try_recv().is_err(),
+            "a chunk from another peer was queued"
+        );
+        driver.on_peer(NodeId(1), chunk());
+        assert!(matches!(
+            jobs.try_recv(),
+            Ok(Job::SnapshotChunk {
+                peer: NodeId(1),
+                ..
+            })
+        ));
+
+        driver.on_storage(StorageEvent::SnapshotInstalled(5));
+        driver.on_peer(NodeId(1), chunk());
+        assert!(
+            !matches!(jobs.try_recv(), Ok(Job::SnapshotChunk { .. })),
+            "a chunk after the install was queued"
+        );
     }
 }
