@@ -207,6 +207,20 @@ pub fn recover_with(
     } else {
         None
     };
+    match (crate::restart::read_marker(fs.as_ref(), dir)?, snapshot) {
+        (Some(marker), Some(info)) if marker == info.index => {
+            finish_interrupted_install(&mut wal, marker)?;
+        }
+        (Some(marker), _) => {
+            // The received snapshot never got renamed into place: the log stays as it is.
+            tracing::info!(
+                index = marker,
+                "dropping the restart marker of a received snapshot that was not installed"
+            );
+            crate::restart::remove_marker(fs.as_ref(), dir)?;
+        }
+        (None, _) => {}
+    }
     if let Some(info) = snapshot {
         match wal.next_index() {
             Some(next) if next > info.index => {
@@ -226,4 +240,24 @@ pub fn recover_with(
         }
     }
     Ok(Recovered { wal, snapshot })
+}
+
+/// A received snapshot at `index` was installed but the node stopped before the log was reset:
+/// drop the entries at or below `index` (they may be accepted values that were never chosen)
+/// and keep the accepted entries above it, as the node's install does.
+fn finish_interrupted_install(wal: &mut Wal, index: u64) -> Result<()> {
+    let keep = match (wal.first_index(), wal.last_index()) {
+        (Some(first), Some(last)) if last > index && first <= index.saturating_add(1) => {
+            wal.read(index + 1, last, usize::MAX)?
+        }
+        _ => Vec::new(),
+    };
+    tracing::warn!(
+        index,
+        kept_entries = keep.len(),
+        "finishing the install of a received snapshot interrupted by a stop: restarting the log after it"
+    );
+    wal.reset_after_snapshot(index)?;
+    wal.append(keep.iter().map(|e| (e.index, e.bytes.as_ref())))?;
+    wal.sync()
 }

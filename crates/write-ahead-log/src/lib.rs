@@ -33,6 +33,7 @@ mod config;
 mod error;
 mod fs;
 mod record;
+mod restart;
 mod segment;
 mod sim_fs;
 mod snapshot;
@@ -44,6 +45,7 @@ pub use collapser::{
 pub use config::{Compressor, WalConfig};
 pub use error::{Result, WalError};
 pub use fs::{FileSystem, ReadableFile, StdFs, WritableFile};
+pub use restart::RESTART_MARKER;
 pub use segment::{archive_name, raw_name};
 pub use sim_fs::{SimFault, SimFs};
 pub use snapshot::{

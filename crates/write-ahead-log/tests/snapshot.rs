@@ -344,10 +344,19 @@ fn crash_while_installing_a_received_snapshot_keeps_one_valid_snapshot() {
         }
         if finished {
             assert_eq!(info.index, 77, "an installed snapshot is durable");
-            // Opening the log cleans up nothing but temp files.
+            // Opening the log cleans up nothing but temp files; the restart marker stays until
+            // the log restarts after the snapshot.
             let target_arc: Arc<dyn FileSystem> = Arc::new(target.clone());
-            Wal::open(target_arc, dir(), small_config(Compressor::Zstd)).unwrap();
-            assert_eq!(file_names(&target), vec![HEAD_SNAPSHOT.to_owned()]);
+            let mut wal = Wal::open(target_arc, dir(), small_config(Compressor::Zstd)).unwrap();
+            assert_eq!(
+                file_names(&target),
+                vec![HEAD_SNAPSHOT.to_owned(), RESTART_MARKER.to_owned()]
+            );
+            wal.reset_after_snapshot(77).unwrap();
+            assert_eq!(
+                file_names(&target),
+                vec![raw_name(78), HEAD_SNAPSHOT.to_owned()]
+            );
             break;
         }
     }

@@ -186,6 +186,10 @@ impl SnapshotReceiver {
             &self.config,
             &mut |_, _| Ok(()),
         )?;
+        // The log must restart after this snapshot's index once it is in place: record that
+        // durably first, so a crash before the log is reset cannot leave stale entries at or
+        // below the index beside the snapshot (see `crate::restart`).
+        crate::restart::write_marker(self.fs.as_ref(), &self.dir, info.index)?;
         let path = head_snapshot_path(&self.dir);
         self.fs
             .rename(&self.tmp, &path)

@@ -118,6 +118,10 @@ impl Wal {
         self.unsynced = false;
         self.roll(restart)?;
         self.synced_next = restart;
+        // The restart is durable: a received snapshot's marker has done its job.
+        if let Err(error) = crate::restart::remove_marker(self.fs.as_ref(), &self.dir) {
+            return Err(self.fail(error));
+        }
         tracing::info!(snapshot_index, "write-ahead log restarted after snapshot");
         Ok(())
     }
