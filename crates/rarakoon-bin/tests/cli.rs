@@ -64,7 +64,10 @@ fn second_process_on_the_same_home_is_refused_and_sigterm_exits_cleanly() {
     cluster.wait_locked("n0");
     let pid = cluster.pid("n0");
 
-    let second = cluster.node_command("n0").output().unwrap();
+    let second = support::output_bounded(
+        &mut cluster.node_command("n0"),
+        std::time::Duration::from_secs(120),
+    );
     assert_eq!(second.status.code(), Some(2));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another process"), "{err}");

@@ -243,7 +243,7 @@ impl TestCluster {
 
     /// Runs the CLI with `args` against this cluster; returns (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(binary()).args(args).output().unwrap();
+        let out = output_bounded(Command::new(binary()).args(args), Duration::from_secs(120));
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -461,5 +461,43 @@ impl Drop for StopOnDrop {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Like `Command::output`, but a process that has not exited within `timeout` is killed and the
+/// test fails: a command expected to exit (a refused start, a CLI call) must never hang CI.
+pub fn output_bounded(cmd: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not exit within {timeout:?}");
+        }
+        // Polling for the exit; the exit, not the pause, ends the wait.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
