@@ -48,6 +48,21 @@ fn a_missing_config_file_is_named_once_with_its_cause() {
 }
 
 #[test]
+fn snapshot_inspect_tells_an_unreadable_file_from_a_corrupt_one() {
+    let cluster = TestCluster::new(&ClusterSpec::new(1));
+    let missing = cluster.dir.path().join("head.snap");
+    let (code, out, err) = cluster.cli(&["snapshot", "inspect", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("CORRUPT"), "{out}");
+    assert!(err.contains("head.snap"), "{err}");
+
+    std::fs::write(&missing, b"not a snapshot at all").unwrap();
+    let (code, out, _) = cluster.cli(&["snapshot", "inspect", missing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("CORRUPT"), "{out}");
+}
+
+#[test]
 fn unknown_node_is_refused_with_the_known_names() {
     let cluster = TestCluster::new(&ClusterSpec::new(2));
     let config = cluster.config_file().to_str().unwrap().to_owned();
