@@ -84,6 +84,27 @@ pub fn replace_tail(
     remove(home)
 }
 
+/// Restarts the log after a peer's head snapshot at `index` was installed, keeping the
+/// entries above `index` (`keep`, consecutive from `index + 1`): they are values this node
+/// accepted, which it must not forget. The kept entries go through the redo file, so a crash
+/// between the reset and their re-append loses nothing. The log is synced on return.
+pub fn reset_keeping(
+    home: &Path,
+    wal: &mut Wal,
+    index: u64,
+    keep: &[(u64, Vec<u8>)],
+) -> Result<(), RedoError> {
+    let Some(&(first, _)) = keep.first() else {
+        wal.reset_after_snapshot(index)?;
+        wal.sync()?;
+        return Ok(());
+    };
+    write(home, keep)?;
+    wal.reset_after_snapshot(index)?;
+    apply(wal, first, keep)?;
+    remove(home)
+}
+
 /// Finishes a replacement that a crash interrupted, if a redo file is present. Returns how many
 /// entries it rewrote.
 pub fn finish_interrupted(home: &Path, wal: &mut Wal) -> Result<Option<usize>, RedoError> {
@@ -316,6 +337,34 @@ mod tests {
         assert!(!home.path().join(REDO_FILE).exists());
         // Idempotent: nothing more to finish.
         assert_eq!(finish_interrupted(home.path(), &mut wal).unwrap(), None);
+    }
+
+    #[test]
+    fn reset_keeping_keeps_the_entries_above_the_snapshot() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        reset_keeping(home.path(), &mut wal, 3, &entries(4..=5, "old")).unwrap();
+        assert_eq!(contents(&wal), entries(4..=5, "old"));
+        assert!(!home.path().join(REDO_FILE).exists());
+    }
+
+    #[test]
+    fn a_crash_between_the_reset_and_the_re_append_is_finished_on_restart() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        // The crash window: the kept entries are in the redo file, the log was reset.
+        write(home.path(), &entries(4..=5, "old")).unwrap();
+        wal.reset_after_snapshot(3).unwrap();
+        drop(wal);
+
+        let mut wal = open(&dir);
+        assert_eq!(contents(&wal), Vec::new());
+        assert_eq!(finish_interrupted(home.path(), &mut wal).unwrap(), Some(2));
+        assert_eq!(contents(&wal), entries(4..=5, "old"));
     }
 
     #[test]

@@ -881,20 +881,21 @@ impl StorageThread {
                 *store = fresh;
             }
         }
-        let keep = match self.wal.last_index() {
+        let keep: crate::overwrite::Entries = match self.wal.last_index() {
             Some(last)
                 if last > index && self.wal.first_index().is_some_and(|f| f <= index + 1) =>
             {
-                self.wal.read(index + 1, last, usize::MAX)?
+                self.wal
+                    .read(index + 1, last, usize::MAX)?
+                    .into_iter()
+                    .map(|e| (e.index, e.bytes.to_vec()))
+                    .collect()
             }
             _ => Vec::new(),
         };
-        self.wal.reset_after_snapshot(index)?;
-        if !keep.is_empty() {
-            self.wal
-                .append(keep.iter().map(|e| (e.index, e.bytes.as_ref())))?;
-        }
-        self.wal.sync()?;
+        // The entries above the snapshot are values this node accepted: they survive a crash
+        // between the reset and their re-append (see `overwrite`).
+        crate::overwrite::reset_keeping(&self.config.home, &mut self.wal, index, &keep)?;
         tracing::info!(index, "installed a peer's head snapshot");
         let _ = self.events.send(StorageEvent::SnapshotInstalled(index));
         Ok(())
