@@ -7,7 +7,7 @@
 //! cargo run --release -p rarakoon-bin --example load -- --clients 1 --op get
 //! cargo run --release -p rarakoon-bin --example load -- --clients 64 --op set
 //! ```
-//! Options: `--clients N` (1), `--seconds S` (10), `--op set|get` (set), `--value-size B` (64),
+//! Options: `--clients N` (1), `--seconds S` (10), `--op set|get` (set), `--value-size B` (100; keys are 16 B, the brief's workload),
 //! `--config FILE` (default: the `local` cluster's config), `--keys K` (10000).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -32,7 +32,7 @@ fn options() -> Options {
         clients: 1,
         seconds: 10.0,
         op: "set".into(),
-        value_size: 64,
+        value_size: 100,
         config: default_config(),
         keys: 10_000,
     };
@@ -83,7 +83,7 @@ async fn main() {
     let warm = client(&config);
     if o.op == "get" {
         for k in 0..o.keys.min(1000) {
-            warm.set(format!("bench/{k}"), value.clone()).await.unwrap();
+            warm.set(format!("bench/{k:010}"), value.clone()).await.unwrap();
         }
     }
     warm.set("bench/warmup", "x").await.unwrap();
@@ -103,7 +103,7 @@ async fn main() {
             let mut i = c;
             let mut errors = 0u64;
             while Instant::now() < deadline {
-                let key = format!("bench/{}", i % keys);
+                let key = format!("bench/{:010}", i % keys);
                 i += 7919;
                 let start = Instant::now();
                 let ok = if op == "get" {
