@@ -83,7 +83,9 @@ async fn main() {
     let warm = client(&config);
     if o.op == "get" {
         for k in 0..o.keys.min(1000) {
-            warm.set(format!("bench/{k:010}"), value.clone()).await.unwrap();
+            warm.set(format!("bench/{k:010}"), value.clone())
+                .await
+                .unwrap();
         }
     }
     warm.set("bench/warmup", "x").await.unwrap();
