@@ -35,7 +35,7 @@ pub use request::{Prologue, Request};
 pub use response::{Entry, Reply, Response, encode_reply};
 pub use types::{
     ClientCfg, Consistency, Interval, NamedValue, NodeAddress, NurseryCfg, RangeQuery, Routing,
-    Value, VersionInfo,
+    STATISTICS_SIZE_NAMES, STATISTICS_TIMING_NAMES, Value, VersionInfo,
 };
 pub use update::{RangeAssertion, Update};
 pub use wire::{Limits, ProtocolError};

@@ -445,36 +445,11 @@ impl MemoryHandler {
                 ]),
             )
         };
-        let mut children = vec![
-            float("start"),
-            float("last"),
-            float("avg_set_size"),
-            float("avg_get_size"),
-            float("avg_range_size"),
-            float("avg_range_entries_size"),
-            float("avg_rev_range_entries_size"),
-            float("avg_prefix_size"),
-            float("avg_del_prefix_size"),
-        ];
-        for name in [
-            "harvest_stats",
-            "set_info",
-            "get_info",
-            "del_info",
-            "seq_info",
-            "mget_info",
-            "mget_option_info",
-            "tas_info",
-            "replace_info",
-            "range_info",
-            "range_entries_info",
-            "rev_range_entries_info",
-            "prefix_info",
-            "delete_prefix_info",
-            "op_info",
-        ] {
-            children.push(stat(name));
-        }
+        let mut children = vec![float("start"), float("last")];
+        children.extend(crate::STATISTICS_SIZE_NAMES.into_iter().map(float));
+        children.push(stat("harvest_stats"));
+        children.extend(crate::STATISTICS_TIMING_NAMES.into_iter().map(stat));
+        children.push(stat("op_info"));
         children.push(float("mem_allocated"));
         for name in [
             "mem_maxrss",

@@ -247,6 +247,36 @@ impl NurseryCfg {
     }
 }
 
+/// Arakoon's names for the per-operation timing records of the statistics payload
+/// (PROTOCOL.md §9), in wire order; they stand between `harvest_stats` and `op_info`.
+pub const STATISTICS_TIMING_NAMES: [&str; 13] = [
+    "set_info",
+    "get_info",
+    "del_info",
+    "seq_info",
+    "mget_info",
+    "mget_option_info",
+    "tas_info",
+    "replace_info",
+    "range_info",
+    "range_entries_info",
+    "rev_range_entries_info",
+    "prefix_info",
+    "delete_prefix_info",
+];
+
+/// Arakoon's names for the size averages of the statistics payload (PROTOCOL.md §9), in wire
+/// order; they follow `start` and `last`.
+pub const STATISTICS_SIZE_NAMES: [&str; 7] = [
+    "avg_set_size",
+    "avg_get_size",
+    "avg_range_size",
+    "avg_range_entries_size",
+    "avg_rev_range_entries_size",
+    "avg_prefix_size",
+    "avg_del_prefix_size",
+];
+
 /// A statistics named value (PROTOCOL.md §9).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedValue {

@@ -37,22 +37,9 @@ pub enum Op {
     DeletePrefix,
 }
 
-/// Arakoon's names for the timing records, in order (after `harvest_stats`).
-pub const TIMING_NAMES: [&str; 13] = [
-    "set_info",
-    "get_info",
-    "del_info",
-    "seq_info",
-    "mget_info",
-    "mget_option_info",
-    "tas_info",
-    "replace_info",
-    "range_info",
-    "range_entries_info",
-    "rev_range_entries_info",
-    "prefix_info",
-    "delete_prefix_info",
-];
+/// Arakoon's names for the timing records, in order (after `harvest_stats`); the protocol
+/// crate owns the statistics layout.
+pub use rarakoon_client::STATISTICS_TIMING_NAMES as TIMING_NAMES;
 
 /// Count, min, max, mean and M2 of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,15 +97,7 @@ struct Inner {
 }
 
 /// Size averages Arakoon reports, in its order.
-pub const SIZE_NAMES: [&str; 7] = [
-    "avg_set_size",
-    "avg_get_size",
-    "avg_range_size",
-    "avg_range_entries_size",
-    "avg_rev_range_entries_size",
-    "avg_prefix_size",
-    "avg_del_prefix_size",
-];
+pub use rarakoon_client::STATISTICS_SIZE_NAMES as SIZE_NAMES;
 
 /// The node's statistics.
 #[derive(Debug, Default)]
