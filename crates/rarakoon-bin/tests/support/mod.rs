@@ -102,6 +102,9 @@ pub struct TestCluster {
     pub cluster_id: String,
     pub nodes: Vec<NodeInfo>,
     running: BTreeMap<String, Child>,
+    /// Per-node config files that replace `config_file` for that node (see
+    /// [`TestCluster::use_node_config`]).
+    node_configs: BTreeMap<String, PathBuf>,
 }
 
 impl TestCluster {
@@ -147,6 +150,7 @@ impl TestCluster {
             cluster_id,
             nodes,
             running: BTreeMap::new(),
+            node_configs: BTreeMap::new(),
         }
     }
 
@@ -158,11 +162,17 @@ impl TestCluster {
         self.dir.path().join(format!("{name}.log"))
     }
 
+    /// Starts node `name` from its own config file from now on (for example one whose peer
+    /// addresses point at fault proxies); clients keep using the shared `config_file`.
+    pub fn use_node_config(&mut self, name: &str, file: PathBuf) {
+        self.node_configs.insert(name.to_owned(), file);
+    }
+
     /// The command that runs node `name` (for tests that want to watch it themselves).
     pub fn node_command(&self, name: &str) -> Command {
         let mut cmd = Command::new(binary());
         cmd.arg("--config")
-            .arg(&self.config_file)
+            .arg(self.node_configs.get(name).unwrap_or(&self.config_file))
             .arg("--node")
             .arg(name)
             .stdin(Stdio::null());
@@ -211,6 +221,21 @@ impl TestCluster {
                     .filter(|t| t.trim() == pid)
             },
         );
+    }
+
+    /// Whether node `name` was started and not stopped by the harness.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running.contains_key(name)
+    }
+
+    /// Sends `signal` (for example `STOP` or `CONT`) to node `name`.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(name).to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {name} failed");
     }
 
     /// `kill -9`: no chance to clean up.
