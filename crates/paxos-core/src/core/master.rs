@@ -120,7 +120,7 @@ impl Core {
         index: Index,
         out: &mut Vec<Effect>,
     ) {
-        if self.cfg.sabotage.count_self_before_durable {
+        if self.cfg.sabotage().count_self_before_durable {
             let me = self.cfg.me;
             self.record_accepted(me, ballot, index, out);
         } else {

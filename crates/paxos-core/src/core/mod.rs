@@ -273,7 +273,7 @@ impl Core {
             })
             .collect();
         // It may have promised or accepted before it crashed: honour an unknown lease first.
-        self.quiet_until = if self.cfg.sabotage.skip_startup_wait {
+        self.quiet_until = if self.cfg.sabotage().skip_startup_wait {
             self.now
         } else {
             self.now + self.cfg.slave_wait()
