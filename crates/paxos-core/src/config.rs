@@ -31,9 +31,9 @@ pub enum MasterMode {
 }
 
 /// Test-only switches that break the protocol on purpose so the simulator can prove its
-/// checkers catch the resulting bugs. All `false` in production; never set them.
+/// checkers catch the resulting bugs. Only settable with the `test-support` feature (the
+/// `Config::sabotage` field); without it the core reads all of them as `false`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[doc(hidden)]
 pub struct Sabotage {
     /// Skip the one-lease wait after start-up (restart amnesia, arakoon#483).
     pub skip_startup_wait: bool,
@@ -85,7 +85,8 @@ pub struct Config {
     pub max_queued_proposals: usize,
     /// At most this many entries in one catch-up answer.
     pub max_catch_up_entries: u64,
-    #[doc(hidden)]
+    /// Test-only protocol-breaking switches (feature `test-support`); all off by default.
+    #[cfg(feature = "test-support")]
     pub sabotage: Sabotage,
 }
 
@@ -133,7 +134,22 @@ impl Config {
             max_in_flight: 8,
             max_queued_proposals: 16_384,
             max_catch_up_entries: 256,
+            #[cfg(feature = "test-support")]
             sabotage: Sabotage::default(),
+        }
+    }
+
+    /// The sabotage switches in force: the configured ones with the `test-support` feature,
+    /// all off (the correct protocol) without it.
+    #[must_use]
+    pub(crate) fn sabotage(&self) -> Sabotage {
+        #[cfg(feature = "test-support")]
+        {
+            self.sabotage
+        }
+        #[cfg(not(feature = "test-support"))]
+        {
+            Sabotage::default()
         }
     }
 
@@ -229,7 +245,7 @@ impl Config {
     #[must_use]
     pub fn master_lease_window(&self) -> Time {
         let wait = u128::from(self.slave_wait());
-        if self.sabotage.ignore_drift_margin {
+        if self.sabotage().ignore_drift_margin {
             return self.slave_wait();
         }
         let d = u128::from(self.max_clock_drift_ppm);

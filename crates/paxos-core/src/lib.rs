@@ -11,6 +11,11 @@
 //! driver. Client updates are opaque byte payloads; a [`Value`] is either "node X is master" or a
 //! batch of `(ProposalId, payload)`.
 //!
+//! Test scaffolding sits behind the `test-support` cargo feature (off by default): the
+//! `Sabotage` switches of [`Config`], which break the protocol on purpose so the simulator can
+//! prove its checkers, and the `linearizability` checker of key-value histories. Without the
+//! feature neither exists and the core always runs the correct protocol.
+//!
 //! See `README.md` for the protocol and `docs/adr/0040-*.md`..`0042-*.md` for the decisions.
 
 mod config;
@@ -19,9 +24,12 @@ mod io;
 mod message;
 mod types;
 
+#[cfg(feature = "test-support")]
 pub mod linearizability;
 
-pub use crate::config::{Config, ConfigError, MasterMode, Role, Sabotage};
+#[cfg(feature = "test-support")]
+pub use crate::config::Sabotage;
+pub use crate::config::{Config, ConfigError, MasterMode, Role};
 pub use crate::core::{Core, StartError};
 pub use crate::io::{CatchUpRead, Effect, Event, NodeRole, Persist, RecoveredState, Reply, Status};
 pub use crate::message::{Message, PrepareRefusal};

@@ -2,7 +2,10 @@
 //!
 //! Invariants: a [`NodeId`] is an index into the configured node list (names live only at the
 //! edges, in the node's configuration); [`Ballot`]s are totally ordered by (round, node), so two
-//! candidates never share one; a [`Value`] is what one Paxos instance (one log index) agrees on.
+//! candidates never share one, and one node never uses a ballot twice, across crashes (its
+//! promise of the ballot is durable before anything in that ballot leaves it); a [`Value`] is
+//! what one Paxos instance (one log index) agrees on, and at most one value is ever proposed
+//! per (ballot, index). Rounds stay at or below [`Ballot::MAX_ROUND`].
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -72,6 +75,12 @@ impl Ballot {
         round: 0,
         node: NodeId(0),
     };
+
+    /// The highest round a core accepts from a peer or stands with. Half the domain: no real
+    /// cluster gets there (one round per election), and a peer cannot drive a core's rounds to
+    /// the end of the `u64` range, where `round + 1` would overflow. A peer's round is also
+    /// refused when it is more than 2^32 above every round the receiver has seen.
+    pub const MAX_ROUND: u64 = u64::MAX / 2;
 }
 
 impl std::fmt::Display for Ballot {

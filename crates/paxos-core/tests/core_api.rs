@@ -195,7 +195,7 @@ fn promise_and_accepted_leave_only_after_the_persist_is_durable() {
     let mut core = started(1, 3);
     let after_wait = 2 * LEASE;
     let ballot = Ballot {
-        round: 1,
+        round: 2,
         node: NodeId(0),
     };
     let out = step(
@@ -313,7 +313,7 @@ fn promise_and_accepted_leave_only_after_the_persist_is_durable() {
     );
     // A lower ballot is refused once a higher one is promised.
     let low = Ballot {
-        round: 0,
+        round: 1,
         node: NodeId(2),
     };
     let out = step(

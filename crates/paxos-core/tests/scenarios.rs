@@ -76,3 +76,38 @@ fn paused_old_master_does_not_serve_reads_on_resume() {
         "the resumed old master would serve a consistent read"
     );
 }
+
+/// Issue 9, part 1 (fixed in the core): fails on a core that takes office before its own
+/// promise is durable and reuses the ballot after a crash ("agreement broken at index ...").
+#[test]
+fn slow_master_disk_with_crashes_between_persist_and_durable_keeps_agreement() {
+    let rounds = 4;
+    let (report, crashed, early) = slow_master_disk_crashes_between_persist_and_durable(rounds);
+    eprintln!(
+        "{}\ncrashed between promise persist and durable: {crashed} of {rounds} rounds, \
+         {early} of them already in office",
+        report.describe()
+    );
+    assert_ok(&report);
+    assert_eq!(
+        crashed,
+        rounds,
+        "the scenario did not crash the master inside its persist window every round:\n{}",
+        report.describe()
+    );
+}
+
+/// Issue 9, part 3 (fixed in the core): fails on a core that accepts `LeaseReleased` from a
+/// node other than the lease's holder ("lease safety broken").
+#[test]
+fn lease_released_by_a_non_holder_is_ignored() {
+    let (report, usurpers) = lease_released_by_a_non_holder();
+    eprintln!("{}", report.describe());
+    assert_ok(&report);
+    assert_eq!(
+        usurpers,
+        0,
+        "a master was elected under the live one's lease:\n{}",
+        report.describe()
+    );
+}

@@ -4,7 +4,11 @@
 //!
 //! Invariants: `promised` never decreases; an entry is accepted only in a ballot at least the
 //! promise; entries are accepted in index order (no gaps) so the log stays contiguous; every
-//! answer leaves only after the persist it depends on is durable.
+//! answer leaves only after the persist it depends on is durable; at most one value is held per
+//! (ballot, index): an accept for a held (ballot, index) with another value breaks the
+//! proposer's side of that rule, so it is refused (never answered `Accepted`, never persisted,
+//! its commit not learnt) and logged as an error. A lease is forgotten on `LeaseReleased` only
+//! when its holder (the ballot's own node) sends it.
 
 use super::{Core, Deferred, LeaseSeen, Phase, Slot};
 use crate::config::{MasterMode, Role};
@@ -72,6 +76,10 @@ impl Core {
         }
         if ballot.node != from || self.cfg.role(from) != Some(Role::Voter) {
             tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, "prepare from a node that may not stand ignored");
+            return;
+        }
+        if ballot.round == 0 || !self.ballot_in_range(ballot) {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, max_round = self.max_round, "prepare with a ballot out of range ignored");
             return;
         }
         self.max_round = self.max_round.max(ballot.round);
@@ -146,8 +154,16 @@ impl Core {
         master_committed: Index,
         out: &mut Vec<Effect>,
     ) {
-        if ballot.node != from || self.cfg.role(from) != Some(Role::Voter) || index == 0 {
-            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, index, "malformed accept ignored");
+        // A master only sends accepts for indexes above its committed index.
+        if ballot.node != from
+            || self.cfg.role(from) != Some(Role::Voter)
+            || index == 0
+            || index > super::MAX_INDEX
+            || master_committed >= index
+            || ballot.round == 0
+            || !self.ballot_in_range(ballot)
+        {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, index, master_committed, "malformed accept ignored");
             return;
         }
         if !self.value_within_bounds(&value) {
@@ -195,6 +211,12 @@ impl Core {
             // Already chosen here; the master re-proposes the same chosen value.
             self.last_ticket()
         } else if let Some(slot) = self.slot(index).filter(|s| s.ballot == ballot) {
+            if slot.value != value {
+                // The proposer sent two values for one (ballot, index): answering would let two
+                // values be chosen at one index. Refuse it, and do not learn its commit either.
+                tracing::error!(me = %self.cfg.me, peer = %from, %ballot, index, "protocol violation: a second, different value for an index already accepted in this ballot; refused");
+                return;
+            }
             slot.ticket
         } else {
             let mut entries = vec![LogEntry {
@@ -233,7 +255,17 @@ impl Core {
         self.learn_commit(from, ballot, master_committed, out);
     }
 
-    pub(crate) fn on_lease_released(&mut self, ballot: Ballot) {
+    /// A peer says the master of `ballot` gave up its lease: only that master may say so.
+    pub(crate) fn on_lease_released(&mut self, from: NodeId, ballot: Ballot) {
+        if ballot.node != from {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, "lease release for a ballot the sender does not own ignored");
+            return;
+        }
+        self.forget_lease(ballot);
+    }
+
+    /// Forgets the lease of `ballot` if it is the one honoured.
+    pub(crate) fn forget_lease(&mut self, ballot: Ballot) {
         if self.lease_seen.is_some_and(|seen| seen.ballot == ballot) {
             self.lease_seen = None;
             self.next_stand_at = self.now + self.stand_delay();

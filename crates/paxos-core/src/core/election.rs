@@ -2,9 +2,20 @@
 //!
 //! Invariants: a node stands only as a voter in elected mode (or as the forced master), never
 //! during its start-up wait, its drop-master pause, or while the lease it saw last runs; a new
-//! ballot is always above every round seen; taking office re-proposes, in the new ballot, the
-//! highest-ballot value reported for every index above the candidate's committed index, then the
-//! candidate's own `Master` value.
+//! ballot is always above every round seen, including every round this node promised durably,
+//! so above every ballot it used before any crash; taking office re-proposes, in the new ballot,
+//! the highest-ballot value reported for every index above the candidate's committed index,
+//! then the candidate's own `Master` value.
+//!
+//! A ballot is never used twice, across any crash: `stand` persists the promise of the new
+//! ballot and sends nothing; only once that persist is durable does the candidate broadcast
+//! `Prepare` (and retransmit it), so no peer can promise it, it cannot take office, and no
+//! accept in that ballot can exist, before a restart would recover the ballot and pick a higher
+//! one. (Before this rule a candidate took office on the others' promises while its own promise
+//! was still in flight; a crash then let it stand again with the same ballot and propose a
+//! different value at an index an acceptor already held in that ballot — issue 9.) Promises are
+//! counted only for the candidacy's ballot once its prepare went out, and only if their entries
+//! are exactly the contiguous run from the candidacy's base up, within the log bound.
 
 use super::{Candidacy, Core, Deferred, Mastership, Phase, Slot};
 use crate::config::{MasterMode, Role};
@@ -54,11 +65,22 @@ impl Core {
             && self.now >= self.next_stand_at
     }
 
-    /// Starts phase 1 with a ballot above every round seen.
+    /// Starts phase 1 with a ballot above every round seen. Only the promise persist leaves the
+    /// core now; the prepare follows once it is durable (`on_own_promise_durable`).
     fn stand(&mut self, out: &mut Vec<Effect>) {
-        self.max_round = self.max_round.max(self.promised.round) + 1;
+        let Some(round) = self
+            .max_round
+            .max(self.promised.round)
+            .checked_add(1)
+            .filter(|r| *r <= Ballot::MAX_ROUND)
+        else {
+            tracing::error!(me = %self.cfg.me, max_round = self.max_round, "ballot rounds exhausted: cannot stand");
+            self.next_stand_at = self.now.saturating_add(self.cfg.slave_wait());
+            return;
+        };
+        self.max_round = round;
         let ballot = Ballot {
-            round: self.max_round,
+            round,
             node: self.cfg.me,
         };
         tracing::debug!(me = %self.cfg.me, %ballot, committed = self.committed, "standing for master");
@@ -68,15 +90,38 @@ impl Core {
             promises: 0,
             base: self.committed,
             found: Vec::new(),
+            reserved: false,
             started: self.now,
             last_sent: self.now,
         });
         let ticket = self.persist(Some(ballot), Vec::new(), out);
+        self.after_durable(ticket, Deferred::SelfPromised { ballot }, out);
+    }
+
+    /// The candidate's own promise is durable: a crash now recovers it, so the ballot is
+    /// reserved for this candidacy. Only now does anything in it leave the node.
+    pub(crate) fn on_own_promise_durable(&mut self, ballot: Ballot, out: &mut Vec<Effect>) {
+        assert!(
+            self.durable_promise >= ballot,
+            "paxos core invariant: own promise {ballot} reported durable but the durable promise is {}",
+            self.durable_promise
+        );
+        let now = self.now;
+        let Phase::Candidate(c) = &mut self.phase else {
+            return;
+        };
+        if c.ballot != ballot {
+            return;
+        }
+        c.reserved = true;
+        c.last_sent = now;
+        let base = c.base;
         out.push(Effect::Broadcast(Message::Prepare {
             ballot,
-            committed: self.committed,
+            committed: base,
         }));
-        self.after_durable(ticket, Deferred::SelfPromised { ballot }, out);
+        let me = self.cfg.me;
+        self.record_promise(me, ballot, Vec::new(), out);
     }
 
     fn candidate_tick(&mut self, out: &mut Vec<Effect>) {
@@ -89,7 +134,7 @@ impl Core {
             self.next_stand_at = self.now + self.stand_delay();
             return;
         }
-        if self.now >= c.last_sent.saturating_add(self.cfg.retransmit_interval) {
+        if c.reserved && self.now >= c.last_sent.saturating_add(self.cfg.retransmit_interval) {
             c.last_sent = self.now;
             out.push(Effect::Broadcast(Message::Prepare {
                 ballot: c.ballot,
@@ -105,25 +150,40 @@ impl Core {
         entries: Vec<LogEntry>,
         out: &mut Vec<Effect>,
     ) {
-        if !matches!(self.cfg.role(from), Some(Role::Voter | Role::Witness)) {
+        if !self.votes(from) {
             return;
         }
-        let mut previous = 0;
-        for e in &entries {
-            if e.index <= previous || e.ballot >= ballot || !self.value_within_bounds(&e.value) {
-                tracing::warn!(me = %self.cfg.me, peer = %from, index = e.index, "promise with an invalid entry ignored");
-                return;
-            }
-            previous = e.index;
+        // Only a promise for our current candidacy, once its prepare went out, counts: the
+        // entries are checked against that candidacy's base.
+        let Phase::Candidate(c) = &self.phase else {
+            return;
+        };
+        if c.ballot != ballot || !c.reserved {
+            return;
         }
         if entries.len() > self.log_bound() {
-            tracing::warn!(me = %self.cfg.me, peer = %from, "promise with too many entries ignored");
+            tracing::warn!(me = %self.cfg.me, peer = %from, count = entries.len(), "promise with too many entries ignored");
             return;
+        }
+        // An acceptor reports its entries above our committed index, contiguous: exactly
+        // `base + 1, base + 2, ...`.
+        let mut expected = c.base.saturating_add(1);
+        for e in &entries {
+            if e.index != expected
+                || e.ballot >= ballot
+                || !self.ballot_in_range(e.ballot)
+                || !self.value_within_bounds(&e.value)
+            {
+                tracing::warn!(me = %self.cfg.me, peer = %from, index = e.index, expected, "promise with an invalid entry ignored");
+                return;
+            }
+            expected = expected.saturating_add(1);
         }
         self.record_promise(from, ballot, entries, out);
     }
 
-    /// Counts a promise (own ones arrive here once durable) and takes office on a quorum.
+    /// Counts a promise (own ones arrive here once durable; peers' ones validated by
+    /// `on_promise`) and takes office on a quorum.
     pub(crate) fn record_promise(
         &mut self,
         from: NodeId,
@@ -131,7 +191,11 @@ impl Core {
         entries: Vec<LogEntry>,
         out: &mut Vec<Effect>,
     ) {
-        let own_entries: Vec<(Index, Ballot, Value)> = if from == self.cfg.me {
+        let catching_up = matches!(&self.phase, Phase::Candidate(c) if c.base != self.committed);
+        let bound = self.log_bound();
+        // Own entries count only while we are where we stood: once catch-up committed more,
+        // `take_office` stands again anyway.
+        let own_entries: Vec<(Index, Ballot, Value)> = if from == self.cfg.me && !catching_up {
             self.log
                 .iter()
                 .enumerate()
@@ -151,10 +215,15 @@ impl Core {
             .into_iter()
             .chain(entries.into_iter().map(|e| (e.index, e.ballot, e.value)));
         for (index, b, value) in reported {
-            if index <= c.base {
+            // Validated upstream (peers) or our own contiguous log: always within the bound.
+            let Some(offset) = index
+                .checked_sub(c.base.saturating_add(1))
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|o| *o <= bound)
+            else {
+                tracing::error!(me = %self.cfg.me, index, "promise entry outside the candidacy's range skipped");
                 continue;
-            }
-            let offset = (index - c.base - 1) as usize;
+            };
             if c.found.len() <= offset {
                 c.found.resize(offset + 1, None);
             }
@@ -180,6 +249,11 @@ impl Core {
             return;
         }
         let ballot = c.ballot;
+        assert!(
+            c.reserved && ballot <= self.durable_promise,
+            "paxos core invariant: taking office in {ballot} before its promise is durable (durable: {})",
+            self.durable_promise
+        );
         let mut values: Vec<Value> = Vec::with_capacity(c.found.len() + 1);
         for found in c.found {
             match found {
@@ -236,14 +310,21 @@ impl Core {
         reason: PrepareRefusal,
         out: &mut Vec<Effect>,
     ) {
+        if !self.votes(from) {
+            return;
+        }
         let Phase::Candidate(c) = &self.phase else {
             return;
         };
-        if c.ballot != ballot {
+        if c.ballot != ballot || !c.reserved {
             return;
         }
         match reason {
             PrepareRefusal::Promised(higher) => {
+                if !self.ballot_in_range(higher) {
+                    tracing::warn!(me = %self.cfg.me, peer = %from, %higher, "prepare refusal with a ballot out of range ignored");
+                    return;
+                }
                 if higher > ballot {
                     self.max_round = self.max_round.max(higher.round);
                     self.phase = Phase::Follower;
@@ -252,6 +333,9 @@ impl Core {
             }
             PrepareRefusal::LeaseActive { .. } => {
                 // Others may still promise; the candidacy times out otherwise.
+            }
+            PrepareRefusal::Behind { committed } if committed > super::MAX_INDEX => {
+                tracing::warn!(me = %self.cfg.me, peer = %from, committed, "prepare refusal with an index out of range ignored");
             }
             PrepareRefusal::Behind { committed } => {
                 // Fetch what we miss but keep standing: the others may still promise, and if

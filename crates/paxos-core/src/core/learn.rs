@@ -5,6 +5,11 @@
 //! the master of the entry's very ballot says `i` is committed (that ballot proposed exactly
 //! one value at `i`); anything else is fetched as committed values from a peer. Catch-up
 //! answers are served from the driver's log (`Effect::ServeCatchUp`), never from memory.
+//! Values are applied strictly in index order (asserted), except for the jump to an installed
+//! snapshot. A catch-up answer (`CatchUpEntries`, `CatchUpPruned`) is taken only from the peer
+//! the outstanding request went to, and entries only from the index asked (an unprompted or
+//! stale answer is ignored: otherwise any node, a learner too, could make a follower apply
+//! values of its choosing).
 
 use super::Core;
 use crate::config::Role;
@@ -30,6 +35,12 @@ impl Core {
         if let Value::Master { node } = value {
             self.known_master = Some(node);
         }
+        assert!(
+            index == self.applied + 1,
+            "paxos core invariant: applying index {index} after {}",
+            self.applied
+        );
+        self.applied = index;
         // Apply first: the driver answers a client from the store the value was applied to.
         if self.my_role() != Role::Witness {
             out.push(Effect::Apply { index, value });
@@ -46,6 +57,25 @@ impl Core {
         if committed > self.commit_hint.0 {
             self.commit_hint = (committed, Some(from));
         }
+    }
+
+    /// A `Commit` message: checked, then learnt.
+    pub(crate) fn on_commit(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        committed: Index,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.cfg.role(from) != Some(Role::Voter)
+            || ballot.node != from
+            || !self.ballot_in_range(ballot)
+            || committed > super::MAX_INDEX
+        {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, committed, "malformed commit ignored");
+            return;
+        }
+        self.learn_commit(from, ballot, committed, out);
     }
 
     /// A master (of `ballot`) says everything up to `master_committed` is chosen.
@@ -125,23 +155,28 @@ impl Core {
         peer_committed: Index,
         out: &mut Vec<Effect>,
     ) {
-        // Only the answer to the outstanding request releases it; duplicates and stale
-        // answers are used if they help but never trigger new requests (no amplification).
+        // Only the answer to the outstanding request is taken: from the peer asked, from the
+        // index asked. Duplicates, stale and unprompted answers are ignored (they would let any
+        // node feed us values, and re-trigger requests: seed 241's storm).
         let answers_request = self
             .catch_up
             .is_some_and(|(p, _, asked)| p == from && asked == first);
-        if answers_request {
-            self.catch_up = None;
+        if !answers_request {
+            tracing::debug!(me = %self.cfg.me, peer = %from, first, "catch-up entries not asked for ignored");
+            return;
         }
         let count = values.len() as u64;
         if first == 0
+            || count == 0
             || count > self.cfg.max_catch_up_entries
-            || first.saturating_add(count).saturating_sub(1) > peer_committed
+            || peer_committed > super::MAX_INDEX
+            || first.saturating_add(count - 1) > peer_committed
             || !values.iter().all(|v| self.value_within_bounds(v))
         {
             tracing::warn!(me = %self.cfg.me, peer = %from, first, count, "invalid catch-up answer ignored");
             return;
         }
+        self.catch_up = None;
         if matches!(self.phase, super::Phase::Master(_)) {
             // A master is never behind a quorum; it does not take entries from elsewhere.
             return;
@@ -149,7 +184,8 @@ impl Core {
         self.note_commit_hint(from, peer_committed);
         let mut fresh = Vec::new();
         for (i, value) in values.into_iter().enumerate() {
-            let index = first + i as u64;
+            // `first` was `committed + 1` when asked; we may have learnt some since.
+            let index = first.saturating_add(i as u64);
             if index != self.committed + 1 {
                 continue;
             }
@@ -170,8 +206,7 @@ impl Core {
             let ticket = self.persist(None, fresh, out);
             self.retag_above(committed, ticket);
         }
-        if answers_request
-            && progressed
+        if progressed
             && self.committed < self.commit_hint.0
             && let Some(peer) = self.commit_hint.1
         {
@@ -185,9 +220,16 @@ impl Core {
         snapshot_index: Index,
         out: &mut Vec<Effect>,
     ) {
-        if self.catch_up.is_some_and(|(p, _, _)| p == from) {
-            self.catch_up = None;
+        // Only the peer asked may send us to its snapshot.
+        if self.catch_up.is_none_or(|(p, _, _)| p != from) {
+            tracing::debug!(me = %self.cfg.me, peer = %from, snapshot_index, "catch-up pruned answer not asked for ignored");
+            return;
         }
+        if snapshot_index > super::MAX_INDEX {
+            tracing::warn!(me = %self.cfg.me, peer = %from, snapshot_index, "catch-up pruned answer out of range ignored");
+            return;
+        }
+        self.catch_up = None;
         if snapshot_index > self.committed
             && !self.snapshot_pending
             && !matches!(self.phase, super::Phase::Master(_))
@@ -199,6 +241,10 @@ impl Core {
 
     pub(crate) fn on_snapshot_installed(&mut self, index: Index, out: &mut Vec<Effect>) {
         self.snapshot_pending = false;
+        if index > super::MAX_INDEX {
+            tracing::error!(me = %self.cfg.me, index, "installed snapshot index out of range; not adopted");
+            return;
+        }
         if index <= self.committed {
             tracing::warn!(me = %self.cfg.me, index, committed = self.committed, "installed snapshot is not ahead of the committed index; nothing to adopt");
             return;
@@ -213,6 +259,7 @@ impl Core {
         let drop = usize::try_from(index - self.committed).unwrap_or(usize::MAX);
         self.log.drain(..drop.min(self.log.len()));
         self.committed = index;
+        self.applied = index;
         self.persist(None, Vec::new(), out);
         if self.committed < self.commit_hint.0
             && let Some(peer) = self.commit_hint.1

@@ -4,10 +4,14 @@
 //! Invariants: at most `max_in_flight` values are uncommitted; the master counts itself toward
 //! a quorum only once its own persist is durable; a client hears `Committed` only after a
 //! quorum holds the value durably; the lease runs from the *send* time of an accept a quorum
-//! accepted, so every slave's refusal window (which starts at its accept) outlasts it.
+//! accepted, so every slave's refusal window (which starts at its accept) outlasts it; every
+//! accept is sent in a ballot this node durably promised (asserted: see `core` on ballot
+//! reuse); when the master gives up its lease (drop master, preferred hand-over) it leaves
+//! office first — `StoppedBeingMaster` and the role change precede, in the same effects, the
+//! `LeaseReleased` broadcast — so it neither serves consistent reads nor takes proposals once
+//! the message can be out.
 
 use super::{Core, Deferred, Mastership, Phase, Slot};
-use crate::config::Role;
 use crate::io::{Effect, Reply};
 use crate::message::Message;
 use crate::types::{Ballot, Index, LogEntry, NodeId, Proposal, Value};
@@ -96,9 +100,14 @@ impl Core {
     pub(crate) fn send_accept(&mut self, index: Index, out: &mut Vec<Effect>) {
         let committed = self.committed;
         let now = self.now;
+        let durable_promise = self.durable_promise;
         if let Some(slot) = self.slot_mut(index) {
             slot.last_sent = now;
             let ballot = slot.ballot;
+            assert!(
+                ballot <= durable_promise,
+                "paxos core invariant: accept in {ballot} before its promise is durable ({durable_promise})"
+            );
             // As an acceptor, the master honours its own lease: it refuses other candidates.
             self.observe_lease(ballot);
             let Some(slot) = self.slot(index) else {
@@ -120,7 +129,7 @@ impl Core {
         index: Index,
         out: &mut Vec<Effect>,
     ) {
-        if self.cfg.sabotage.count_self_before_durable {
+        if self.cfg.sabotage().count_self_before_durable {
             let me = self.cfg.me;
             self.record_accepted(me, ballot, index, out);
         } else {
@@ -135,9 +144,11 @@ impl Core {
         index: Index,
         out: &mut Vec<Effect>,
     ) {
-        if matches!(self.cfg.role(from), Some(Role::Voter | Role::Witness)) {
-            self.record_accepted(from, ballot, index, out);
+        // We only ever sent accepts up to our last index.
+        if !self.votes(from) || index == 0 || index > self.last_index() {
+            return;
         }
+        self.record_accepted(from, ballot, index, out);
     }
 
     /// Counts a durable acceptance; renews the lease and commits on a quorum.
@@ -211,10 +222,15 @@ impl Core {
 
     pub(crate) fn on_accept_refused(
         &mut self,
+        from: NodeId,
         ballot: Ballot,
         promised: Ballot,
         out: &mut Vec<Effect>,
     ) {
+        if !self.votes(from) || !self.ballot_in_range(promised) {
+            tracing::warn!(me = %self.cfg.me, peer = %from, %promised, "accept refusal with a ballot out of range ignored");
+            return;
+        }
         self.max_round = self.max_round.max(promised.round);
         if let Phase::Master(m) = &self.phase
             && m.ballot == ballot
@@ -270,9 +286,9 @@ impl Core {
             return;
         }
         let close = self.cfg.preferred_masters.iter().any(|p| {
-            m.match_index
-                .get(p.index())
-                .is_some_and(|mi| *mi + self.cfg.preferred_handover_gap >= self.last_index())
+            m.match_index.get(p.index()).is_some_and(|mi| {
+                mi.saturating_add(self.cfg.preferred_handover_gap) >= self.last_index()
+            })
         });
         if close {
             tracing::info!(me = %self.cfg.me, "handing over to a preferred master");
@@ -286,11 +302,17 @@ impl Core {
             return;
         };
         let ballot = m.ballot;
+        // Leave office first (`StoppedBeingMaster`, role change): nothing that gives up the
+        // lease may leave while this node still serves as master.
         self.step_down(out);
+        assert!(
+            !matches!(self.phase, Phase::Master(_)),
+            "paxos core invariant: releasing the lease while still master"
+        );
         // We no longer believe in our lease, so acceptors may forget it.
         out.push(Effect::Broadcast(Message::LeaseReleased { ballot }));
-        self.on_lease_released(ballot);
-        self.no_stand_until = self.now + self.cfg.lease_period;
+        self.forget_lease(ballot);
+        self.no_stand_until = self.now.saturating_add(self.cfg.lease_period);
     }
 
     /// Leaves candidacy or office. In-flight proposals of ours get `Indeterminate`, queued ones

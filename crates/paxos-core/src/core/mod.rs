@@ -4,11 +4,28 @@
 //! (timers, standing, phase 1 as candidate), `master` (proposing, pipelining, commit counting,
 //! lease renewal, hand-over) and `learn` (committing, applying, catch-up).
 //!
-//! Invariants kept here:
-//! - `log` holds exactly the entries `committed + 1 ..= last_index()`, contiguous.
+//! Invariants kept here (asserted where noted; `check_invariants` checks the rest after every
+//! step in debug builds):
+//! - `log` holds exactly the entries `committed + 1 ..= last_index()`, contiguous (by
+//!   construction); every persist's entries are contiguous (asserted).
 //! - Nothing that depends on a persist leaves the core before that persist is durable: such
 //!   sends wait in `deferred`, keyed by ticket, until [`Event::Durable`] covers them.
+//! - **At most one value per (ballot, index), across crashes.** A node uses a ballot of its
+//!   own only once its promise of that ballot is durable: a candidate broadcasts `Prepare`
+//!   (and so can be promised, take office and send accepts) only after its own promise persist
+//!   is durable, and every accept it sends is in a ballot at or below `durable_promise`
+//!   (asserted). After a crash it recovers that promise, so its next ballot is higher. Within one
+//!   incarnation a master assigns each index of its ballot once (`take_office` fills the indexes
+//!   above `committed`, `append_value` only appends). An acceptor that is sent a second, other
+//!   value for a (ballot, index) it holds refuses it and logs an error (a peer's violation).
+//! - `promised` never decreases and `committed` only grows (asserted on every step); values are
+//!   applied in index order, one by one, except for a jump to an installed snapshot (asserted).
 //! - Time never goes backwards inside the core (an older `now` is clamped).
+//! - Every field of every peer message is range-checked before it is used, allocated for or
+//!   looped over: ballots name a configured node and keep rounds at most 2^32 above any seen and
+//!   at most [`Ballot::MAX_ROUND`]; indexes stay at most `MAX_INDEX`; entry lists are contiguous,
+//!   bounded by the log bound and start where they must. Catch-up answers are taken only from the
+//!   peer asked, for the index asked. A bad message is logged and ignored, never a panic.
 
 mod acceptor;
 mod election;
@@ -48,6 +65,16 @@ pub enum StartError {
         count: usize,
         /// Bound.
         max: usize,
+    },
+    /// A recovered number is outside what the core can work with (a corrupt disk).
+    #[error("recovered {what} {value} is out of range (at most {max})")]
+    OutOfRange {
+        /// Which number.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The bound.
+        max: u64,
     },
     /// A recovered value breaks the batch bounds.
     #[error("recovered entry at index {index} exceeds the batch bounds")]
@@ -96,6 +123,9 @@ pub(crate) struct Candidacy {
     /// Highest-ballot entry reported per index above `base`.
     pub(crate) base: Index,
     pub(crate) found: Vec<Option<(Ballot, Value)>>,
+    /// Own promise of `ballot` durable: the prepare went out (nothing in `ballot` leaves the
+    /// node before).
+    pub(crate) reserved: bool,
     pub(crate) started: Time,
     pub(crate) last_sent: Time,
 }
@@ -133,6 +163,10 @@ pub struct Core {
     pub(crate) now: Time,
     pub(crate) entropy: u64,
     pub(crate) promised: Ballot,
+    /// Highest promise known to be on disk (what a crash would recover at least).
+    pub(crate) durable_promise: Ballot,
+    /// Promises issued in persists not yet durable, by ticket.
+    pub(crate) pending_promises: VecDeque<(u64, Ballot)>,
     pub(crate) max_round: u64,
     pub(crate) committed: Index,
     pub(crate) log: VecDeque<Slot>,
@@ -152,7 +186,17 @@ pub struct Core {
     pub(crate) snapshot_pending: bool,
     pub(crate) queue: VecDeque<Proposal>,
     pub(crate) commit_dirty: bool,
+    /// Highest index emitted as `Apply` (or covered by an installed snapshot / the recovered
+    /// committed index): applies come strictly in order after it.
+    pub(crate) applied: Index,
 }
+
+/// Highest log index the core accepts from a peer or the driver: far beyond any real log, and
+/// far enough from `u64::MAX` that index arithmetic (`committed + count`) cannot overflow.
+pub(crate) const MAX_INDEX: Index = u64::MAX / 2;
+
+/// How far above every round seen a peer's round may be.
+pub(crate) const MAX_ROUND_STEP: u64 = 1 << 32;
 
 impl Core {
     /// A core for `cfg`, not yet started: send [`Event::Start`] first.
@@ -172,6 +216,8 @@ impl Core {
             now: 0,
             entropy: 0,
             promised: Ballot::ZERO,
+            durable_promise: Ballot::ZERO,
+            pending_promises: VecDeque::new(),
             max_round: 0,
             committed: 0,
             log: VecDeque::new(),
@@ -189,6 +235,7 @@ impl Core {
             snapshot_pending: false,
             queue: VecDeque::new(),
             commit_dirty: false,
+            applied: 0,
         })
     }
 
@@ -204,6 +251,7 @@ impl Core {
     ) -> Result<(), StartError> {
         self.now = self.now.max(now);
         self.entropy = entropy;
+        let (committed_before, promised_before) = (self.committed, self.promised);
         match event {
             Event::Start(recovered) => return self.start(recovered),
             Event::Propose { id, payload } => {
@@ -225,7 +273,62 @@ impl Core {
             Event::DropMaster => self.drop_master(out),
         }
         self.after_event(out);
+        assert!(
+            self.committed >= committed_before,
+            "paxos core invariant: committed went back from {committed_before} to {}",
+            self.committed
+        );
+        assert!(
+            self.promised >= promised_before,
+            "paxos core invariant: promise went back from {promised_before} to {}",
+            self.promised
+        );
+        #[cfg(debug_assertions)]
+        self.check_invariants();
         Ok(())
+    }
+
+    /// The invariants that are too costly to assert on every hot path, checked after every step
+    /// in debug builds (tests, the simulator).
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        assert!(self.durable_ticket < self.next_ticket);
+        assert!(self.durable_promise <= self.promised);
+        assert_eq!(self.applied, self.committed, "applied and committed differ");
+        assert!(
+            self.log.len() <= self.log_bound() + 1,
+            "log of {} entries above the bound {}",
+            self.log.len(),
+            self.log_bound()
+        );
+        assert!(self.last_index() <= MAX_INDEX + self.log_bound() as u64);
+        let mut previous = 0;
+        for &(ticket, _) in &self.deferred {
+            assert!(ticket >= previous, "deferred actions out of ticket order");
+            assert!(ticket < self.next_ticket);
+            previous = ticket;
+        }
+        for slot in &self.log {
+            assert!(
+                slot.ballot <= self.promised,
+                "an entry accepted in {} above the promise {}",
+                slot.ballot,
+                self.promised
+            );
+            assert!(slot.ticket < self.next_ticket);
+        }
+        match &self.phase {
+            Phase::Follower => {}
+            Phase::Candidate(c) => {
+                assert_eq!(c.ballot, self.promised, "a candidate below its promise");
+                assert!(!c.reserved || c.ballot <= self.durable_promise);
+            }
+            Phase::Master(m) => {
+                assert_eq!(m.ballot, self.promised, "a master below its promise");
+                assert!(m.ballot <= self.durable_promise);
+                assert!(self.log.iter().all(|s| s.ballot == m.ballot));
+            }
+        }
     }
 
     fn start(&mut self, rec: RecoveredState) -> Result<(), StartError> {
@@ -239,8 +342,18 @@ impl Core {
                 max,
             });
         }
+        let out_of_range = |what, value: u64, max: u64| {
+            if value > max {
+                Err(StartError::OutOfRange { what, value, max })
+            } else {
+                Ok(())
+            }
+        };
+        out_of_range("committed index", rec.committed, MAX_INDEX)?;
+        out_of_range("promised round", rec.promised.round, Ballot::MAX_ROUND)?;
         let mut promised = rec.promised;
         for (position, entry) in rec.entries.iter().enumerate() {
+            out_of_range("entry ballot round", entry.ballot.round, Ballot::MAX_ROUND)?;
             let expected = rec.committed + 1 + position as u64;
             if entry.index != expected {
                 return Err(StartError::Gap {
@@ -257,8 +370,10 @@ impl Core {
         }
         self.started = true;
         self.promised = promised;
+        self.durable_promise = promised;
         self.max_round = promised.round;
         self.committed = rec.committed;
+        self.applied = rec.committed;
         self.log = rec
             .entries
             .into_iter()
@@ -273,7 +388,7 @@ impl Core {
             })
             .collect();
         // It may have promised or accepted before it crashed: honour an unknown lease first.
-        self.quiet_until = if self.cfg.sabotage.skip_startup_wait {
+        self.quiet_until = if self.cfg.sabotage().skip_startup_wait {
             self.now
         } else {
             self.now + self.cfg.slave_wait()
@@ -316,12 +431,10 @@ impl Core {
             } => self.on_accept(from, ballot, index, value, committed, out),
             Message::Accepted { ballot, index } => self.on_accepted(from, ballot, index, out),
             Message::AcceptRefused { ballot, promised } => {
-                self.on_accept_refused(ballot, promised, out);
+                self.on_accept_refused(from, ballot, promised, out);
             }
-            Message::Commit { ballot, committed } => {
-                self.learn_commit(from, ballot, committed, out);
-            }
-            Message::LeaseReleased { ballot } => self.on_lease_released(ballot),
+            Message::Commit { ballot, committed } => self.on_commit(from, ballot, committed, out),
+            Message::LeaseReleased { ballot } => self.on_lease_released(from, ballot),
             Message::CatchUpRequest { from: first } => self.on_catch_up_request(from, first, out),
             Message::CatchUpEntries {
                 first,
@@ -340,6 +453,12 @@ impl Core {
             return;
         }
         self.durable_ticket = self.durable_ticket.max(ticket);
+        while let Some(&(t, ballot)) = self.pending_promises.front()
+            && t <= self.durable_ticket
+        {
+            self.pending_promises.pop_front();
+            self.durable_promise = self.durable_promise.max(ballot);
+        }
         while self
             .deferred
             .front()
@@ -358,10 +477,7 @@ impl Core {
                 let me = self.cfg.me;
                 self.record_accepted(me, ballot, index, out);
             }
-            Deferred::SelfPromised { ballot } => {
-                let me = self.cfg.me;
-                self.record_promise(me, ballot, Vec::new(), out);
-            }
+            Deferred::SelfPromised { ballot } => self.on_own_promise_durable(ballot, out),
         }
     }
 
@@ -374,6 +490,18 @@ impl Core {
     ) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        if let Some(b) = promise {
+            assert!(
+                b >= self.durable_promise,
+                "paxos core invariant: persisting promise {b} below the durable {}",
+                self.durable_promise
+            );
+            self.pending_promises.push_back((ticket, b));
+        }
+        assert!(
+            entries.windows(2).all(|w| w[0].index + 1 == w[1].index),
+            "paxos core invariant: a persist with non-contiguous entries"
+        );
         out.push(Effect::Persist(Persist {
             ticket,
             promise,
@@ -413,6 +541,21 @@ impl Core {
                     && value.payload_bytes() <= self.cfg.max_batch_bytes
             }
         }
+    }
+
+    /// Whether a ballot received from a peer is one the core can work with: it names a
+    /// configured node and its round is at most [`Ballot::MAX_ROUND`] and at most
+    /// `MAX_ROUND_STEP` above every round seen (so no peer drives rounds to the end of the
+    /// range).
+    pub(crate) fn ballot_in_range(&self, ballot: Ballot) -> bool {
+        self.cfg.role(ballot.node).is_some()
+            && ballot.round <= Ballot::MAX_ROUND
+            && ballot.round <= self.max_round.saturating_add(MAX_ROUND_STEP)
+    }
+
+    /// Whether `node` votes (voter or witness).
+    pub(crate) fn votes(&self, node: NodeId) -> bool {
+        matches!(self.cfg.role(node), Some(Role::Voter | Role::Witness))
     }
 
     /// Highest index held.

@@ -2,7 +2,7 @@
 //! takes the sabotage switches so the same script proves both that the protocol survives it
 //! and that the checkers catch the bug it is about.
 
-use paxos_core::Sabotage;
+use paxos_core::{Ballot, MasterMode, Message, NodeId, NodeRole, Sabotage};
 
 use super::world::{MS, Script, SimOptions, SimReport, World};
 
@@ -209,4 +209,160 @@ pub fn paused_master_resumes() -> (SimReport, bool, bool) {
     w.set_heal_at(t0 + pause);
     w.run_until(t0 + pause + 4 * LEASE);
     (w.finish(), other_master, serves)
+}
+
+/// Issue 9, part 1: a ballot must never be used twice, across any crash. A forced master `A`
+/// whose disk is 500x slower than its peers' (50 ms fsyncs against 0.1 ms) crashes, again and
+/// again, while its own promise persist is outstanding, as in the issue's reproduction:
+///
+/// 1. `A`'s accepts are cut off from `B` and `C`; a client value `X` reaches `A`'s disk only;
+///    `A` crashes.
+/// 2. `A` restarts and stands. Once `C` has promised `A`'s new ballot, `A → C` is cut, so
+///    whatever `A` sends under that ballot reaches only `B`. `A` crashes before its promise is
+///    durable, losing every outstanding persist.
+/// 3. `A` restarts and stands again, then re-proposes `X`.
+///
+/// If `A` took office in step 2 on `B`'s and `C`'s promises before its own was durable, it sent
+/// `Master{A}` under ballot `b` to `B`; in step 3 it stands with the same `b` (the promise was
+/// lost), ignores `B`'s promise (its entry carries `b`), takes office on `{A, C}` and
+/// re-proposes `X` under `b`; `B` answers `Accepted` but keeps `Master{A}`: the checker reports
+/// "agreement broken". Runs `rounds` such cycles (stopping at the first violation) and returns
+/// the report, how many rounds crashed `A` with its promise persist outstanding, and how many
+/// of those caught `A` already in office.
+pub fn slow_master_disk_crashes_between_persist_and_durable(
+    rounds: usize,
+) -> (SimReport, usize, usize) {
+    let mut o = SimOptions::quiet(241, 3);
+    o.mode = MasterMode::Forced(NodeId(0));
+    o.disk = (MS / 10, MS / 10);
+    o.delay = (MS / 10, MS / 5);
+    let mut w = World::new(o);
+    let a = settle_master(&mut w);
+    assert_eq!(a, 0, "the forced master");
+    let (b, c) = (1, 2);
+    w.script(
+        w.now,
+        Script::SlowDisk {
+            node: a,
+            factor: 500,
+        },
+    );
+    let (mut crashed_in_window, mut in_office_early) = (0, 0);
+    for _ in 0..rounds {
+        // Back in office (with a lease), then step 1: X reaches A's disk only.
+        let t = w.now + 5 * LEASE;
+        if !w.run_until_true(t, |w| w.master() == Some(a)) {
+            break;
+        }
+        w.script(w.now, Script::Block { from: a, to: b });
+        w.script(w.now, Script::Block { from: a, to: c });
+        let t = w.now + 2 * LEASE;
+        let reached = |w: &World| {
+            let others_hold = [b, c]
+                .iter()
+                .filter_map(|&n| w.core(n).map(|core| core.status().last_index))
+                .max()
+                .unwrap_or(0);
+            w.last_durable_index(a) > others_hold
+        };
+        if !w.run_until_true(t, reached) {
+            break;
+        }
+        w.script(w.now, Script::CrashLosingAll(a));
+        w.script(w.now, Script::Unblock { from: a, to: b });
+        w.script(w.now, Script::Unblock { from: a, to: c });
+        w.script(w.now + MS, Script::Restart(a));
+        // Step 2: A stands (after its start-up wait); crash it before its promise is durable,
+        // with what it sends under the new ballot reaching B only.
+        let t = w.now + 3 * LEASE;
+        if !w.run_until_true(t, |w| w.promise_pending(a)) {
+            break;
+        }
+        let ballot = w.core(a).map(|core| core.status().promised);
+        let due = w.fsync_due(a).unwrap_or(w.now);
+        let c_promised = |w: &World| {
+            w.core(c).map(|core| core.status().promised) == ballot || !w.promise_pending(a)
+        };
+        w.run_until_true(due.saturating_sub(5 * MS), c_promised);
+        w.script(w.now, Script::Block { from: a, to: c });
+        // Long enough for B to accept what A sent in office, before A's promise is durable.
+        let t = (w.now + 5 * MS).min(due.saturating_sub(MS));
+        w.run_until(t);
+        if !w.promise_pending(a) {
+            break; // durable already: this round did not test the window
+        }
+        if w.core(a).is_some_and(|core| {
+            matches!(core.status().role, NodeRole::MasterElect | NodeRole::Master)
+        }) {
+            in_office_early += 1;
+        }
+        crashed_in_window += 1;
+        w.script(w.now, Script::CrashLosingAll(a));
+        w.script(w.now, Script::Unblock { from: a, to: c });
+        w.script(w.now + MS, Script::Restart(a));
+        // Step 3: A stands again and re-proposes X.
+        let t = w.now + 3 * LEASE;
+        w.run_until(t);
+        if !w.violations.is_empty() {
+            break;
+        }
+    }
+    w.set_heal_at(w.now);
+    w.run_until(w.now + 2 * LEASE);
+    (w.finish(), crashed_in_window, in_office_early)
+}
+
+/// Issue 9, part 3: only the lease's holder may release it. Followers `F1`, `F2` of master `M`
+/// are cut off one way (their messages no longer reach `M`, so `M` hears of no new ballot and
+/// keeps believing its lease until its window ends), and a relayed `LeaseReleased` carrying
+/// `M`'s ballot reaches each follower from the *other* follower every 10 ms for a lease.
+///
+/// Honest cores only release their own ballot, so the relay models a stale copy forwarded by a
+/// buggy or hostile peer (the node cannot tell such a message from a genuine one by its
+/// content: only the sender's identity, which the link authenticates, says whose lease it is).
+/// A core that accepts the release from a non-holder forgets `M`'s lease, elects a new master
+/// under it, and the checker reports "lease safety broken". Returns the report and the number
+/// of masters other than `M` elected while `M` still believed in its lease.
+pub fn lease_released_by_a_non_holder() -> (SimReport, usize) {
+    let mut o = SimOptions::quiet(349, 3);
+    o.election_jitter = Some(5 * MS);
+    let mut w = World::new(o);
+    let m = settle_master(&mut w);
+    let ballot: Ballot = w
+        .core(m)
+        .map(|core| core.status().promised)
+        .unwrap_or_default();
+    let f = others(3, m);
+    let t0 = w.now + 100 * MS;
+    for &x in &f {
+        w.script(t0, Script::Block { from: x, to: m });
+    }
+    for k in 0..(LEASE / (10 * MS)) {
+        for (from, to) in [(f[0], f[1]), (f[1], f[0])] {
+            w.script(
+                t0 + k * 10 * MS,
+                Script::Inject {
+                    from,
+                    to,
+                    msg: Message::LeaseReleased { ballot },
+                },
+            );
+        }
+    }
+    w.run_until(t0 + LEASE + LEASE / 2);
+    let lease_end = w
+        .stopped_master_log
+        .iter()
+        .find(|(t, n)| *t >= t0 && *n == m)
+        .map_or(w.now, |(t, _)| *t);
+    let usurpers = w
+        .became_master_log
+        .iter()
+        .filter(|(t, n)| *t >= t0 && *t < lease_end && *n != m)
+        .count();
+    let heal = w.now;
+    w.script(heal, Script::HealAll);
+    w.set_heal_at(heal);
+    w.run_until(heal + 4 * LEASE);
+    (w.finish(), usurpers)
 }

@@ -5,7 +5,7 @@
 //! a seed replays exactly. Time here is "true" time; each node sees its own drifting clock.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{Hash, Hasher};
 
 use paxos_core::linearizability::{HistoryOp, KvOp, KvResult, Verdict, check};
@@ -45,6 +45,17 @@ impl Rng {
     pub fn chance(&mut self, permille: u64) -> bool {
         self.next() % 1000 < permille
     }
+    /// Roughly log-uniform in `[lo, hi]`: a uniform octave, then uniform inside it. Integers
+    /// only, so a seed replays the same on every platform.
+    pub fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {
+        let lo = lo.max(1);
+        if hi <= lo {
+            return lo;
+        }
+        let octaves = u64::from(63 - (hi / lo).leading_zeros());
+        let a = lo << self.range(0, octaves);
+        self.range(a, a.saturating_mul(2).saturating_sub(1).min(hi))
+    }
 }
 
 /// The fault and cluster options of one run ("swarm": chosen per seed).
@@ -60,7 +71,22 @@ pub struct SimOptions {
     pub dup_permille: u64,
     /// Links deliver out of order (otherwise FIFO per link, like TCP).
     pub reorder: bool,
+    /// Base fsync latency range (each fsync draws uniformly from it).
     pub disk: (Time, Time),
+    /// Per-node fsync latency factor while faults are on (empty: all 1). The swarm draws each
+    /// node's factor log-uniformly from 1x to 1000x; after the heal every disk is back to its
+    /// base latency (a disk slower than the lease is a fault, like a slow link).
+    pub disk_factors: Vec<u64>,
+    /// Fsync jitter while faults are on: each fsync, with this chance, takes 2x..100x (log-
+    /// uniform) longer than drawn.
+    pub fsync_stall_permille: u64,
+    /// Crashes aimed between a `Persist` and its `Durable`, only while faults are on: with
+    /// this chance per persist that carries a promise, or a twentieth of it per entries-only
+    /// persist, the node crashes at a random instant before that persist's fsync completes,
+    /// losing every outstanding persist or (torn) keeping a prefix of those before it in ticket
+    /// order; it restarts soon (within a tenth of a lease). One such crash is aimed at a time,
+    /// and none for a quarter to two leases after one happened.
+    pub persist_crash_permille: u64,
     pub partitions: bool,
     pub crashes: bool,
     pub pauses: bool,
@@ -96,6 +122,9 @@ impl SimOptions {
             dup_permille: 0,
             reorder: false,
             disk: (MS / 20, MS / 2),
+            disk_factors: Vec::new(),
+            fsync_stall_permille: 0,
+            persist_crash_permille: 0,
             partitions: false,
             crashes: false,
             pauses: false,
@@ -142,7 +171,30 @@ impl SimOptions {
         o.max_in_flight = r.range(1, 8) as usize;
         // Drawn last so that adding it kept every earlier seed's other options unchanged.
         o.power_failures = r.chance(300);
+        // Disk latency and crashes between persist and durable (issue 9), drawn after
+        // everything above for the same reason.
+        let total = voters + usize::from(o.learner);
+        if r.chance(400) {
+            o.disk_factors = (0..total).map(|_| r.log_uniform(1, 1000)).collect();
+        }
+        o.fsync_stall_permille = if r.chance(300) { r.range(1, 200) } else { 0 };
+        o.persist_crash_permille = if r.chance(400) { r.range(50, 1000) } else { 0 };
+        // Arakoon's forced master (node 0, always a voter): after a crash the same node stands
+        // again, with whatever round it recovered.
+        if r.chance(150) {
+            o.mode = MasterMode::Forced(NodeId(0));
+        }
         o
+    }
+
+    /// The options without the disk-latency and persist-aimed crash faults and in elected mode
+    /// (seeds found before those joined the swarm replay as they were found).
+    pub fn without_disk_faults(mut self) -> SimOptions {
+        self.disk_factors.clear();
+        self.fsync_stall_permille = 0;
+        self.persist_crash_permille = 0;
+        self.mode = MasterMode::Elected;
+        self
     }
 }
 
@@ -161,6 +213,14 @@ enum Ev {
     Fsync {
         node: usize,
         incarnation: u32,
+        /// Superseded when the node's fsync is rescheduled (at the heal).
+        generation: u64,
+    },
+    /// Crash aimed between persist `ticket` and its `Durable`.
+    PersistCrash {
+        node: usize,
+        incarnation: u32,
+        ticket: u64,
     },
     Local {
         node: usize,
@@ -276,6 +336,9 @@ struct SimNode {
     disk: Disk,
     unsynced: Vec<Persist>,
     fsync_pending: bool,
+    /// When the pending fsync completes, and its generation.
+    fsync_due: Time,
+    fsync_generation: u64,
     base: Index,
     log: Vec<Value>,
     store: Store,
@@ -331,6 +394,8 @@ pub struct SimReport {
     pub linearizability: String,
     /// Time from the heal to the first master elected after it (if one was needed).
     pub election_after_heal: Option<Time>,
+    /// Crashes aimed between a persist and its `Durable`.
+    pub persist_crashes: u64,
 }
 
 impl SimReport {
@@ -339,7 +404,7 @@ impl SimReport {
     }
     pub fn describe(&self) -> String {
         format!(
-            "seed {} (replay: SIM_SEED={}) options {}\nviolations: {:#?}\nevents {} virtual {} ms committed {} ops {} masters {} lin {}",
+            "seed {} (replay a swarm seed: SIM_SEED={} cargo test -p paxos-core --test simulation -- --nocapture) options {}\nviolations: {:#?}\nevents {} virtual {} ms committed {} ops {} masters {} persist-aimed crashes {} lin {}",
             self.seed,
             self.seed,
             self.options,
@@ -349,6 +414,7 @@ impl SimReport {
             self.committed,
             self.completed_ops,
             self.masters_elected,
+            self.persist_crashes,
             self.linearizability
         )
     }
@@ -367,6 +433,8 @@ pub struct World {
     clients: Vec<Client>,
     pending_ids: BTreeMap<ProposalId, usize>,
     chosen: Vec<Option<u64>>,
+    /// Hash of the value each (ballot, index) was proposed with.
+    proposed: BTreeMap<(paxos_core::Ballot, Index), u64>,
     claims: Vec<Vec<(Time, Time)>>,
     pub history: Vec<HistoryOp>,
     acked: Vec<(Index, ProposalId)>,
@@ -387,6 +455,12 @@ pub struct World {
     pub verbose: bool,
     clients_stopped_at: Option<Time>,
     replied: std::collections::BTreeSet<ProposalId>,
+    /// No new persist-aimed crash before this time.
+    persist_crash_quiet_until: Time,
+    /// A persist-aimed crash is scheduled.
+    persist_crash_armed: bool,
+    /// Persist-aimed crashes done.
+    pub persist_crashes: u64,
 }
 
 fn hash_of<T: Hash>(t: &T) -> u64 {
@@ -421,6 +495,8 @@ impl World {
                 disk: Disk::default(),
                 unsynced: Vec::new(),
                 fsync_pending: false,
+                fsync_due: 0,
+                fsync_generation: 0,
                 base: 0,
                 log: Vec::new(),
                 store: Store::default(),
@@ -450,6 +526,7 @@ impl World {
             clients,
             pending_ids: BTreeMap::new(),
             chosen: Vec::new(),
+            proposed: BTreeMap::new(),
             claims: vec![Vec::new(); total],
             history: Vec::new(),
             acked: Vec::new(),
@@ -470,6 +547,9 @@ impl World {
             verbose: false,
             clients_stopped_at: None,
             replied: std::collections::BTreeSet::new(),
+            persist_crash_quiet_until: 0,
+            persist_crash_armed: false,
+            persist_crashes: 0,
             nodes,
             opts,
         };
@@ -586,21 +666,41 @@ impl World {
     }
 
     pub fn run_until(&mut self, until: Time) {
-        while let Some(Reverse(q)) = self.queue.peek() {
-            if q.at > until {
-                break;
+        while self.step_before(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Handles the next event if it is due at or before `until`; false if there is none (or
+    /// too many violations were found to go on).
+    fn step_before(&mut self, until: Time) -> bool {
+        if self.violations.len() > 20 {
+            return false;
+        }
+        match self.queue.peek() {
+            Some(Reverse(q)) if q.at <= until => {}
+            _ => return false,
+        }
+        let Some(Reverse(q)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = q.at;
+        self.events += 1;
+        self.handle(q.ev);
+        true
+    }
+
+    /// Runs event by event until `pred` holds (checked before each event) or `until` passes;
+    /// returns whether `pred` held. Lets scenarios act at the exact step something happens.
+    pub fn run_until_true(&mut self, until: Time, mut pred: impl FnMut(&World) -> bool) -> bool {
+        loop {
+            if pred(self) {
+                return true;
             }
-            let Some(Reverse(q)) = self.queue.pop() else {
-                break;
-            };
-            self.now = q.at;
-            self.events += 1;
-            self.handle(q.ev);
-            if self.violations.len() > 20 {
-                break;
+            if !self.step_before(until) {
+                self.now = self.now.max(until);
+                return pred(self);
             }
         }
-        self.now = self.now.max(until);
     }
 
     fn alive(&self, n: usize, incarnation: u32) -> bool {
@@ -646,8 +746,15 @@ impl World {
                 let next = self.now + self.tick_interval;
                 self.schedule(next, Ev::Tick { node, incarnation });
             }
-            Ev::Fsync { node, incarnation } => {
-                if !self.alive(node, incarnation) || self.deferred_by_pause(node, &ev) {
+            Ev::Fsync {
+                node,
+                incarnation,
+                generation,
+            } => {
+                if !self.alive(node, incarnation)
+                    || generation != self.nodes[node].fsync_generation
+                    || self.deferred_by_pause(node, &ev)
+                {
                     return;
                 }
                 let writes = std::mem::take(&mut self.nodes[node].unsynced);
@@ -682,6 +789,11 @@ impl World {
                 }
                 self.install_snapshot(node, peer);
             }
+            Ev::PersistCrash {
+                node,
+                incarnation,
+                ticket,
+            } => self.persist_crash(node, incarnation, ticket),
             Ev::Crash { node } => self.crash(node),
             Ev::Restart { node } => {
                 if self.nodes[node].core.is_none() {
@@ -790,23 +902,20 @@ impl World {
         let inc = self.nodes[n].incarnation;
         match effect {
             Effect::Persist(p) => {
+                let (ticket, promise) = (p.ticket, p.promise.is_some());
                 self.nodes[n].unsynced.push(p);
                 if !self.nodes[n].fsync_pending {
-                    self.nodes[n].fsync_pending = true;
-                    let at = self.now
-                        + self.rng.range(self.opts.disk.0, self.opts.disk.1)
-                            * self.nodes[n].disk_factor;
-                    self.schedule(
-                        at,
-                        Ev::Fsync {
-                            node: n,
-                            incarnation: inc,
-                        },
-                    );
+                    let at = self.now + self.fsync_latency(n);
+                    self.schedule_fsync(n, at);
                 }
+                self.maybe_aim_crash(n, ticket, promise);
             }
-            Effect::Send { to, msg } => self.send(n, to.index(), msg),
+            Effect::Send { to, msg } => {
+                self.check_one_value_per_ballot(n, &msg);
+                self.send(n, to.index(), msg);
+            }
             Effect::Broadcast(msg) => {
+                self.check_one_value_per_ballot(n, &msg);
                 if let Message::LeaseReleased { .. } = msg {
                     self.released.push((n, msg.clone()));
                 }
@@ -846,6 +955,103 @@ impl World {
                 );
             }
         }
+    }
+
+    /// How long an fsync started now on node `n` takes: the base latency times the script's
+    /// factor, and while faults are on the node's swarm factor and maybe a stall.
+    fn fsync_latency(&mut self, n: usize) -> Time {
+        let base = self.rng.range(self.opts.disk.0, self.opts.disk.1);
+        let mut factor = self.nodes[n].disk_factor;
+        if self.faults_on {
+            factor = factor.saturating_mul(self.opts.disk_factors.get(n).copied().unwrap_or(1));
+            if self.opts.fsync_stall_permille > 0 && self.rng.chance(self.opts.fsync_stall_permille)
+            {
+                factor = factor.saturating_mul(self.rng.log_uniform(2, 100));
+            }
+        }
+        base.saturating_mul(factor)
+    }
+
+    /// (Re)schedules node `n`'s one pending fsync; it writes everything unsynced by then.
+    fn schedule_fsync(&mut self, n: usize, at: Time) {
+        let node = &mut self.nodes[n];
+        node.fsync_pending = true;
+        node.fsync_due = at;
+        node.fsync_generation += 1;
+        let ev = Ev::Fsync {
+            node: n,
+            incarnation: node.incarnation,
+            generation: node.fsync_generation,
+        };
+        self.schedule(at, ev);
+    }
+
+    /// The persist-aimed crash fault: maybe crash node `n` before persist `ticket` is durable.
+    fn maybe_aim_crash(&mut self, n: usize, ticket: u64, promise: bool) {
+        let permille = self.opts.persist_crash_permille;
+        if !self.faults_on
+            || permille == 0
+            || self.persist_crash_armed
+            || self.now < self.persist_crash_quiet_until
+        {
+            return;
+        }
+        let permille = if promise { permille } else { permille / 20 };
+        if !self.rng.chance(permille) {
+            return;
+        }
+        let due = self.nodes[n].fsync_due;
+        if due <= self.now + 1 {
+            return;
+        }
+        let at = self.rng.range(self.now, due - 1);
+        self.persist_crash_armed = true;
+        let incarnation = self.nodes[n].incarnation;
+        self.schedule(
+            at,
+            Ev::PersistCrash {
+                node: n,
+                incarnation,
+                ticket,
+            },
+        );
+    }
+
+    /// Crashes node `n` if persist `ticket` is still outstanding: all outstanding persists are
+    /// lost, or (torn write) a prefix of those before `ticket` reached the disk.
+    fn persist_crash(&mut self, n: usize, incarnation: u32, ticket: u64) {
+        self.persist_crash_armed = false;
+        if !self.alive(n, incarnation) || !self.faults_on {
+            return;
+        }
+        let Some(position) = self.nodes[n]
+            .unsynced
+            .iter()
+            .position(|p| p.ticket == ticket)
+        else {
+            return; // durable already
+        };
+        let keep = if self.rng.chance(500) {
+            0
+        } else {
+            self.rng.range(0, position as u64) as usize
+        };
+        if self.verbose {
+            eprintln!(
+                "{:>9}us n{n} crashes before persist {ticket} is durable (keeps {keep} of {})",
+                self.now / 1000,
+                self.nodes[n].unsynced.len()
+            );
+        }
+        self.persist_crashes += 1;
+        self.crash_keeping_prefix(n, keep);
+        let lease = self.opts.lease;
+        let back = self.now + self.rng.range(MS, lease / 10);
+        self.schedule(
+            back.min(self.heal_at.max(self.now)),
+            Ev::Restart { node: n },
+        );
+        self.persist_crash_quiet_until = self.now + self.rng.range(lease / 4, 2 * lease);
     }
 
     /// What node `n`'s driver reads from its log for a catch-up: applied values, or for a
@@ -957,6 +1163,29 @@ impl World {
         node.log.push(value);
     }
 
+    /// Paxos's own invariant, checked on every accept sent: a ballot proposes at most one value
+    /// per index, across every incarnation of its node. (A ballot reused after a crash that
+    /// re-proposes differently breaks it before agreement visibly breaks.)
+    fn check_one_value_per_ballot(&mut self, n: usize, msg: &Message) {
+        let Message::Accept {
+            ballot,
+            index,
+            value,
+            ..
+        } = msg
+        else {
+            return;
+        };
+        let h = hash_of(value);
+        match self.proposed.insert((*ballot, *index), h) {
+            Some(before) if before != h => self.violations.push(format!(
+                "t={} node {n}: one value per ballot broken: ballot {ballot} proposed a second value at index {index}: {value:?}",
+                self.now
+            )),
+            _ => {}
+        }
+    }
+
     fn check_lease(&mut self, n: usize) {
         let now = self.now;
         let node = &self.nodes[n];
@@ -1011,18 +1240,27 @@ impl World {
         if self.nodes[n].core.is_none() {
             return;
         }
+        // Some unsynced writes may have reached the disk: keep a random prefix.
+        let keep = if keep_some {
+            self.rng.range(0, self.nodes[n].unsynced.len() as u64) as usize
+        } else {
+            0
+        };
+        self.crash_keeping_prefix(n, keep);
+    }
+
+    /// Crashes node `n`: the first `keep` unsynced persists (in ticket order) reach the disk,
+    /// the rest are lost.
+    fn crash_keeping_prefix(&mut self, n: usize, keep: usize) {
+        if self.nodes[n].core.is_none() {
+            return;
+        }
         let node = &mut self.nodes[n];
         node.core = None;
         node.incarnation += 1;
         node.fsync_pending = false;
         node.paused_until = 0;
-        // Some unsynced writes may have reached the disk: keep a random prefix.
         let unsynced = std::mem::take(&mut node.unsynced);
-        let keep = if keep_some {
-            self.rng.range(0, unsynced.len() as u64) as usize
-        } else {
-            0
-        };
         for p in unsynced.into_iter().take(keep) {
             write_disk(&mut self.nodes[n].disk, p);
         }
@@ -1211,6 +1449,18 @@ impl World {
         self.faults_on = false;
         for row in &mut self.blocked {
             row.fill(false);
+        }
+        // Disks are back to their base latency: a slow fsync still pending completes as a
+        // healthy one would from now.
+        for n in 0..self.total() {
+            let node = &self.nodes[n];
+            if node.core.is_some()
+                && node.fsync_pending
+                && node.fsync_due > self.now + self.opts.disk.1 * node.disk_factor
+            {
+                let at = self.now + self.fsync_latency(n);
+                self.schedule_fsync(n, at);
+            }
         }
         for n in 0..self.total() {
             if self.nodes[n].core.is_none() {
@@ -1490,6 +1740,7 @@ impl World {
             masters_elected: self.masters_elected,
             linearizability: lin,
             election_after_heal: self.first_master_after_heal.map(|t| t - self.heal_at),
+            persist_crashes: self.persist_crashes,
         }
     }
 
@@ -1511,6 +1762,25 @@ impl World {
 
     pub fn core(&self, n: usize) -> Option<&Core> {
         self.nodes[n].core.as_ref()
+    }
+
+    /// Whether node `n` has a persist carrying a promise written but not yet durable.
+    pub fn promise_pending(&self, n: usize) -> bool {
+        self.nodes[n].unsynced.iter().any(|p| p.promise.is_some())
+    }
+
+    /// When node `n`'s pending fsync completes, if one is pending.
+    pub fn fsync_due(&self, n: usize) -> Option<Time> {
+        let node = &self.nodes[n];
+        (node.core.is_some() && node.fsync_pending).then_some(node.fsync_due)
+    }
+
+    /// Highest index of an entry on node `n`'s disk (durable), or 0.
+    pub fn last_durable_index(&self, n: usize) -> Index {
+        let disk = &self.nodes[n].disk;
+        disk.entries
+            .last_key_value()
+            .map_or(disk.snap_index, |(i, _)| *i)
     }
 
     /// Stops the clients, lets in-flight work drain for two leases, then runs the final checks.
@@ -1602,6 +1872,3 @@ pub fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
     }
     default.collect()
 }
-
-#[allow(dead_code)]
-fn _unused(_: VecDeque<u8>) {}
