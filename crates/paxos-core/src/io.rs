@@ -2,10 +2,22 @@
 //!
 //! Contract with the driver (the node): execute effects in the order given. `Persist` effects
 //! carry increasing tickets and must reach disk in ticket order; report them with
-//! [`Event::Durable`]; tickets belong to one `Core` instance (a restarted core starts again at
-//! 1, so never feed it a durable report from before the restart). The core never emits a message or reply that depends on a persist before
-//! that persist is durable. Catch-up is served by the driver reading its own log: the core emits
+//! [`Event::Durable`] only once they are on disk; tickets belong to one `Core` instance (a
+//! restarted core starts again at 1, so never feed it a durable report from before the
+//! restart), and a restarted core must be given, in [`RecoveredState`], everything that was
+//! reported durable. The core never emits a message or reply that depends on a persist before
+//! that persist is durable — a candidate's `Prepare` included: it leaves only once the promise
+//! of its ballot is durable, which is what keeps a ballot from being used twice across a crash.
+//! Catch-up is served by the driver reading its own log: the core emits
 //! [`Effect::ServeCatchUp`] and the driver answers with [`Event::CatchUpRead`].
+//!
+//! Giving up mastership: in one effects list, [`Effect::StoppedBeingMaster`] comes before any
+//! `Send`/`Broadcast` that gives the lease up ([`crate::Message::LeaseReleased`] on drop master
+//! and preferred-master hand-over; a promise to a higher ballot leaves even later, once
+//! durable). By the time the core returns that list it has already left office:
+//! [`crate::Core::can_serve_consistent_read`] is false and proposals are refused. A driver that
+//! keeps a client-facing view of the role refreshes it when it executes `StoppedBeingMaster`, so
+//! the view stops serving before the release can leave the node.
 
 use crate::message::Message;
 use crate::types::{Ballot, Index, LogEntry, NodeId, ProposalId, Time, Value};
@@ -150,7 +162,8 @@ pub enum Effect {
     },
     /// This node is now master (its own `Master` value committed; lease held).
     BecameMaster,
-    /// This node stopped being master.
+    /// This node stopped being master. It precedes, in the same effects, any message that gives
+    /// the lease up; the core has already left office (no consistent reads, no proposals).
     StoppedBeingMaster,
     /// Read committed values `[from, up_to]` from the log and answer with
     /// [`Event::CatchUpRead`] for `peer`.

@@ -16,7 +16,16 @@
 //! prove its checkers, and the `linearizability` checker of key-value histories. Without the
 //! feature neither exists and the core always runs the correct protocol.
 //!
-//! See `README.md` for the protocol and `docs/adr/0040-*.md`..`0042-*.md` for the decisions.
+//! Safety rules the core keeps, whatever its peers send (module docs of `core` list them all,
+//! and the local ones are asserted, in release builds too): at most one value per (ballot,
+//! index), across crashes (a candidate sends its `Prepare` only once its own promise is durable);
+//! nothing leaves before the persist it depends on is durable; `promised` and `committed` never
+//! go back; values are applied in index order; every field of every peer message is
+//! range-checked before use, so one message cannot abort the node; a lease is released only by
+//! its holder, and a master leaves office before it says so.
+//!
+//! See `README.md` for the protocol and `docs/adr/0040-*.md`..`0042-*.md` and
+//! `docs/adr/0100-*.md` for the decisions.
 
 mod config;
 mod core;

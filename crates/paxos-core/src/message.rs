@@ -1,6 +1,11 @@
 //! Messages between cores. They derive rkyv `Archive`/`Serialize`/`Deserialize` so the node can
 //! send them in `wire-codec` frames unchanged; the core validates every field on receipt
-//! (see `crate::core`), so a malformed or stale message is logged and ignored, never trusted.
+//! (see `crate::core`): ballots must name a configured node with a round at most
+//! [`crate::Ballot::MAX_ROUND`] and at most 2^32 above any round seen, indexes stay at most
+//! `u64::MAX / 2`, promise entries must be the contiguous run above the candidate's committed
+//! index within the log bound, accepts carry a committed index below their own index, and
+//! catch-up answers are taken only from the peer asked, for the index asked. A malformed, stale
+//! or unprompted message is logged and ignored, never trusted, and never a panic.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -81,7 +86,8 @@ pub enum Message {
         committed: Index,
     },
     /// The master of `ballot` gave up its lease (drop master, hand-over): acceptors may promise
-    /// to others at once. Ignored unless it names the ballot whose lease the acceptor honours.
+    /// to others at once. Ignored unless it comes from `ballot.node` itself and names the ballot
+    /// whose lease the acceptor honours.
     LeaseReleased {
         /// The master's ballot.
         ballot: Ballot,
@@ -91,7 +97,8 @@ pub enum Message {
         /// First index wanted.
         from: Index,
     },
-    /// Committed values `first`, `first + 1`, ...
+    /// Committed values `first`, `first + 1`, ... Taken only as the answer to the receiver's
+    /// outstanding request: from the peer asked, with `first` the index asked.
     CatchUpEntries {
         /// Index of the first value.
         first: Index,
@@ -100,7 +107,8 @@ pub enum Message {
         /// The sender's committed index (more may follow).
         committed: Index,
     },
-    /// The sender pruned the entries asked for: fetch its head snapshot first.
+    /// The sender pruned the entries asked for: fetch its head snapshot first. Taken only from
+    /// the peer the outstanding request went to.
     CatchUpPruned {
         /// The index the sender's head snapshot covers.
         snapshot_index: Index,

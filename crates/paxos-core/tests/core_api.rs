@@ -1,13 +1,11 @@
 //! The core driven by hand, message by message: start-up validation, persistence before
-//! answers, the lease refusal, input validation, and a fuzz test that arbitrary input never
-//! panics.
+//! answers, the lease refusal, input validation. (Hostile input: `tests/hostile.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paxos_core::{
     Ballot, Config, ConfigError, Core, Effect, Event, LogEntry, MasterMode, Message, NodeId,
     Persist, PrepareRefusal, Proposal, ProposalId, RecoveredState, Reply, Role, StartError, Value,
 };
-use proptest::prelude::*;
 
 const LEASE: u64 = 1_000_000_000;
 
@@ -602,113 +600,5 @@ fn messages_survive_an_rkyv_round_trip() {
     }
 }
 
-fn arb_ballot() -> impl Strategy<Value = Ballot> {
-    (0u64..4, 0u8..4).prop_map(|(round, node)| Ballot {
-        round,
-        node: NodeId(node),
-    })
-}
-
-fn arb_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        (0u8..5).prop_map(|n| Value::Master { node: NodeId(n) }),
-        proptest::collection::vec(
-            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8)),
-            0..3
-        )
-        .prop_map(|items| Value::Batch(
-            items
-                .into_iter()
-                .map(|(id, payload)| Proposal {
-                    id: ProposalId(id),
-                    payload
-                })
-                .collect()
-        )),
-    ]
-}
-
-fn arb_message() -> impl Strategy<Value = Message> {
-    prop_oneof![
-        (arb_ballot(), 0u64..6)
-            .prop_map(|(ballot, committed)| Message::Prepare { ballot, committed }),
-        (
-            arb_ballot(),
-            proptest::collection::vec((0u64..8, arb_ballot(), arb_value()), 0..4)
-        )
-            .prop_map(|(ballot, es)| Message::Promise {
-                ballot,
-                entries: es
-                    .into_iter()
-                    .map(|(index, ballot, value)| LogEntry {
-                        index,
-                        ballot,
-                        value
-                    })
-                    .collect()
-            }),
-        (arb_ballot(), 0u64..8, arb_value(), 0u64..8).prop_map(
-            |(ballot, index, value, committed)| Message::Accept {
-                ballot,
-                index,
-                value,
-                committed
-            }
-        ),
-        (arb_ballot(), 0u64..8).prop_map(|(ballot, index)| Message::Accepted { ballot, index }),
-        (arb_ballot(), arb_ballot())
-            .prop_map(|(ballot, promised)| Message::AcceptRefused { ballot, promised }),
-        (arb_ballot(), 0u64..8)
-            .prop_map(|(ballot, committed)| Message::Commit { ballot, committed }),
-        arb_ballot().prop_map(|ballot| Message::LeaseReleased { ballot }),
-        (0u64..8).prop_map(|from| Message::CatchUpRequest { from }),
-        (
-            0u64..8,
-            proptest::collection::vec(arb_value(), 0..4),
-            0u64..10
-        )
-            .prop_map(|(first, values, committed)| Message::CatchUpEntries {
-                first,
-                values,
-                committed
-            }),
-        (0u64..10).prop_map(|snapshot_index| Message::CatchUpPruned { snapshot_index }),
-    ]
-}
-
-fn arb_event() -> impl Strategy<Value = Event> {
-    prop_oneof![
-        4 => (0u8..5, arb_message()).prop_map(|(from, msg)| Event::Message { from: NodeId(from), msg }),
-        1 => Just(Event::Tick),
-        1 => (0u64..20).prop_map(|ticket| Event::Durable { ticket }),
-        1 => (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(id, payload)| Event::Propose { id: ProposalId(id), payload }),
-        1 => Just(Event::DropMaster),
-        1 => (0u64..10).prop_map(|index| Event::SnapshotInstalled { index }),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// Arbitrary, even hostile, input never panics; commits only grow and are applied in order.
-    #[test]
-    fn arbitrary_input_never_panics(events in proptest::collection::vec((0u64..(4 * LEASE), arb_event()), 1..120)) {
-        let mut core = started(1, 3);
-        let mut committed = 0;
-        let mut last_applied = 0;
-        let mut sorted = events;
-        sorted.sort_by_key(|(t, _)| *t);
-        for (now, event) in sorted {
-            let mut out = Vec::new();
-            core.step(now, now ^ 0x5555, event, &mut out).unwrap();
-            for e in &out {
-                if let Effect::Apply { index, .. } = e {
-                    prop_assert!(*index > last_applied);
-                    last_applied = *index;
-                }
-            }
-            prop_assert!(core.committed() >= committed);
-            committed = core.committed();
-        }
-    }
-}
+// The hostile-input property test (the whole numeric domain, mutated real traffic, every role)
+// lives in `tests/hostile.rs`.

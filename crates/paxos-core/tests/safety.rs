@@ -207,5 +207,140 @@ fn an_acceptor_refuses_a_second_value_for_the_same_ballot_and_index() {
             value: y
         })
     );
-    let _ = Ballot::ZERO;
+}
+
+fn elected(preferred: &[u8]) -> Cluster {
+    let cfgs = (0..3)
+        .map(|i| {
+            let mut c = Config::new(NodeId(i), vec![Role::Voter; 3], LEASE);
+            c.preferred_masters = preferred.iter().map(|p| NodeId(*p)).collect();
+            c
+        })
+        .collect();
+    let mut cl = Cluster::new(cfgs);
+    cl.tick(2 * LEASE, &[A]);
+    cl.run(|_| true, |_| true);
+    assert!(cl.nodes[A].core.is_master(), "A was not elected");
+    cl
+}
+
+fn prepare_from_c(cl: &Cluster) -> Event {
+    let round = cl.nodes[B].core.status().promised.round + 1;
+    Event::Message {
+        from: NodeId(2),
+        msg: Message::Prepare {
+            ballot: Ballot {
+                round,
+                node: NodeId(2),
+            },
+            committed: cl.nodes[C].core.committed(),
+        },
+    }
+}
+
+/// Issue 9, part 3: any node could send `LeaseReleased` for the master's ballot, and followers
+/// forgot the lease and promised to another candidate while the master still served.
+#[test]
+fn a_lease_is_released_only_by_its_holder() {
+    let mut cl = elected(&[]);
+    let ballot = cl.nodes[A].core.status().promised;
+    cl.now += 1;
+    // C (not the holder) claims A released its lease: B ignores it...
+    let out = cl.step(
+        B,
+        Event::Message {
+            from: NodeId(2),
+            msg: Message::LeaseReleased { ballot },
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    // ...and still refuses to promise to C.
+    let event = prepare_from_c(&cl);
+    let out = cl.step(B, event);
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: Message::PrepareRefused {
+                    reason: paxos_core::PrepareRefusal::LeaseActive {
+                        holder: Some(NodeId(0))
+                    },
+                    ..
+                },
+                ..
+            }
+        )),
+        "B promised to C under A's lease: {out:?}"
+    );
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Persist(_))),
+        "{out:?}"
+    );
+    // From A itself, the release is honoured: B promises to C at once.
+    cl.step(
+        B,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::LeaseReleased { ballot },
+        },
+    );
+    let event = prepare_from_c(&cl);
+    let out = cl.step(B, event);
+    assert!(
+        out.iter().any(
+            |e| matches!(e, Effect::Persist(p) if p.promise.is_some_and(|b| b.node == NodeId(2)))
+        ),
+        "B did not promise to C after A released its lease: {out:?}"
+    );
+}
+
+/// `StoppedBeingMaster` (and the role change) come before the `LeaseReleased` that gives the
+/// lease up, in the same effects; from then on the node serves no consistent read and takes no
+/// proposal.
+fn assert_stops_before_releasing(cl: &mut Cluster, out: &[Effect]) {
+    let stopped = out
+        .iter()
+        .position(|e| *e == Effect::StoppedBeingMaster)
+        .unwrap_or_else(|| panic!("no StoppedBeingMaster: {out:?}"));
+    let released = out
+        .iter()
+        .position(|e| matches!(e, Effect::Broadcast(Message::LeaseReleased { .. })))
+        .unwrap_or_else(|| panic!("no LeaseReleased: {out:?}"));
+    assert!(
+        stopped < released,
+        "the lease was released before the master stopped: {out:?}"
+    );
+    let now = cl.now;
+    assert!(!cl.nodes[A].core.can_serve_consistent_read(now));
+    assert!(!cl.nodes[A].core.is_master());
+    let out = cl.propose(A, 99, b"late");
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Effect::Reply {
+                reply: paxos_core::Reply::NotMaster { .. },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn drop_master_stops_serving_before_it_releases_the_lease() {
+    let mut cl = elected(&[]);
+    cl.now += 1;
+    assert!(cl.nodes[A].core.can_serve_consistent_read(cl.now));
+    let out = cl.step(A, Event::DropMaster);
+    assert_stops_before_releasing(&mut cl, &out);
+}
+
+#[test]
+fn preferred_hand_over_stops_serving_before_it_releases_the_lease() {
+    // B is preferred; A, elected because only it stood, hands over once B is close (at once).
+    let mut cl = elected(&[1]);
+    cl.now += 1;
+    assert!(cl.nodes[A].core.can_serve_consistent_read(cl.now));
+    let out = cl.step(A, Event::Tick);
+    assert_stops_before_releasing(&mut cl, &out);
 }

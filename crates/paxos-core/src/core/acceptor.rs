@@ -78,7 +78,10 @@ impl Core {
             tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, "prepare from a node that may not stand ignored");
             return;
         }
-        if ballot.round == 0 || !self.ballot_in_range(ballot) {
+        if ballot.round == 0
+            || !self.ballot_in_range(ballot)
+            || candidate_committed > super::MAX_INDEX
+        {
             tracing::warn!(me = %self.cfg.me, peer = %from, %ballot, max_round = self.max_round, "prepare with a ballot out of range ignored");
             return;
         }

@@ -114,6 +114,8 @@ impl Core {
             return;
         }
         c.reserved = true;
+        // The election runs from now: a slow disk must not eat the candidacy's time.
+        c.started = now;
         c.last_sent = now;
         let base = c.base;
         out.push(Effect::Broadcast(Message::Prepare {

@@ -167,10 +167,9 @@ impl Core {
         }
         let count = values.len() as u64;
         if first == 0
-            || count == 0
             || count > self.cfg.max_catch_up_entries
             || peer_committed > super::MAX_INDEX
-            || first.saturating_add(count - 1) > peer_committed
+            || first.saturating_add(count).saturating_sub(1) > peer_committed
             || !values.iter().all(|v| self.value_within_bounds(v))
         {
             tracing::warn!(me = %self.cfg.me, peer = %from, first, count, "invalid catch-up answer ignored");
