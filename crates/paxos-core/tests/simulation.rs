@@ -61,6 +61,12 @@ fn regression_seeds() {
     for seed in [858, 3190] {
         assert_ok(&run_seed(seed, |o| *o = o.clone().without_disk_faults()));
     }
+    // Found with the disk-latency, persist-aimed-crash and forced-master options: a candidate
+    // that caught up while standing kept sending its stale prepare until its candidacy timed
+    // out (in forced mode nobody else may stand, so no master within two leases of the heal).
+    for seed in [107, 202, 322, 510] {
+        assert_ok(&run_seed(seed, |_| {}));
+    }
 }
 
 /// Swarm seeds with every clock drifting as far as the configured bound allows.

@@ -136,6 +136,19 @@ impl Core {
             self.next_stand_at = self.now + self.stand_delay();
             return;
         }
+        if c.base < self.committed && self.catch_up.is_none() && !self.snapshot_pending {
+            // Caught up while standing: every acceptor ahead of `base` answers this candidacy's
+            // prepare with `Behind`, so waiting for its timeout only delays the election (in
+            // forced mode nobody else may stand: simulator seed 107). Stand again, from the
+            // committed index we have now.
+            tracing::debug!(me = %self.cfg.me, ballot = %c.ballot, base = c.base, committed = self.committed, "caught up while standing: standing again");
+            self.phase = Phase::Follower;
+            self.next_stand_at = self.now;
+            if self.may_stand() {
+                self.stand(out);
+            }
+            return;
+        }
         if c.reserved && self.now >= c.last_sent.saturating_add(self.cfg.retransmit_interval) {
             c.last_sent = self.now;
             out.push(Effect::Broadcast(Message::Prepare {
