@@ -45,7 +45,7 @@ pub mod defaults {
 }
 
 /// Bounds used by validation (outside them a config is refused, not silently clamped).
-mod limits {
+pub(crate) mod limits {
     pub const MIN_LEASE_SECS: f64 = 0.2;
     pub const MAX_LEASE_SECS: f64 = 600.0;
     pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
@@ -608,7 +608,7 @@ impl ClusterConfig {
 
 /// Names (cluster id, node names) are printable ASCII without spaces, so they log and travel
 /// in handshakes and Arakoon messages unambiguously.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
