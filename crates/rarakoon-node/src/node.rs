@@ -213,6 +213,8 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let node: NodeConfig = config.node(name, config_file)?.clone();
         let lock = HomeLock::acquire(&node.home_dir)?;
+        // Warnings name fields by their place in the file, so take them before rearranging.
+        let warnings = config.warnings();
         // A node's number comes from its name, as recorded in its home (ADR 0115): from here
         // on `config.nodes` is in NodeId order, whatever the order in the file.
         let membership = crate::membership::check_home(&node.home_dir, config)?;
@@ -223,7 +225,7 @@ impl Node {
             .id_of(name)
             .ok_or_else(|| NodeError::Paxos(format!("node {name} has no usable id")))?;
         let names = membership.names();
-        for warning in config.warnings() {
+        for warning in warnings {
             tracing::warn!("config {}: {warning}", config_file.display());
         }
 
