@@ -42,10 +42,12 @@ pub mod defaults {
     pub const MAX_REQUEST_SIZE: u64 = 32 * 1024 * 1024;
     /// Client connections accepted at once; more are refused with `E_MAX_CONNECTIONS`.
     pub const MAX_CLIENT_CONNECTIONS: u32 = 1024;
+    /// Largest head snapshot accepted from a peer (the transfer is refused beyond it).
+    pub const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 }
 
 /// Bounds used by validation (outside them a config is refused, not silently clamped).
-mod limits {
+pub(crate) mod limits {
     pub const MIN_LEASE_SECS: f64 = 0.2;
     pub const MAX_LEASE_SECS: f64 = 600.0;
     pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
@@ -53,6 +55,8 @@ mod limits {
     pub const MAX_REQUEST_SIZE: u64 = 1024 * 1024 * 1024;
     pub const MAX_BATCH_BYTES: u64 = 1024 * 1024 * 1024;
     pub const MAX_NAME_LEN: usize = 128;
+    pub const MIN_SNAPSHOT_BYTES: u64 = 1024 * 1024;
+    pub const MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024 * 1024 * 1024;
     pub const MAX_NODES: usize = 16;
 }
 
@@ -196,6 +200,10 @@ pub struct NodeConfig {
     /// Client connections accepted at once.
     #[serde(default = "default_max_client_connections")]
     pub max_client_connections: u32,
+    /// Largest head snapshot this node accepts from a peer when it catches up past pruned log
+    /// entries; a peer announcing or sending more is refused (and asked again later).
+    #[serde(default = "default_max_snapshot_bytes")]
+    pub max_snapshot_bytes: u64,
     /// fsync the WAL before acknowledging. Off only for throw-away data: a crash then loses
     /// acknowledged writes, and the node logs a loud warning at start.
     #[serde(default = "default_fsync")]
@@ -229,6 +237,9 @@ fn default_max_request_size() -> u64 {
 fn default_max_client_connections() -> u32 {
     defaults::MAX_CLIENT_CONNECTIONS
 }
+fn default_max_snapshot_bytes() -> u64 {
+    defaults::MAX_SNAPSHOT_BYTES
+}
 fn default_fsync() -> bool {
     true
 }
@@ -249,6 +260,7 @@ impl NodeConfig {
             max_value_size: defaults::MAX_VALUE_SIZE,
             max_request_size: defaults::MAX_REQUEST_SIZE,
             max_client_connections: defaults::MAX_CLIENT_CONNECTIONS,
+            max_snapshot_bytes: defaults::MAX_SNAPSHOT_BYTES,
             fsync: true,
         }
     }
@@ -547,6 +559,19 @@ impl ClusterConfig {
                     ),
                 ));
             }
+            if !(limits::MIN_SNAPSHOT_BYTES..=limits::MAX_SNAPSHOT_BYTES)
+                .contains(&node.max_snapshot_bytes)
+            {
+                return Err(invalid(
+                    field("max_snapshot_bytes"),
+                    format!(
+                        "is {}; it must lie between {} and {} bytes",
+                        node.max_snapshot_bytes,
+                        limits::MIN_SNAPSHOT_BYTES,
+                        limits::MAX_SNAPSHOT_BYTES
+                    ),
+                ));
+            }
             if node.max_client_connections == 0 {
                 return Err(invalid(
                     field("max_client_connections"),
@@ -608,7 +633,7 @@ impl ClusterConfig {
 
 /// Names (cluster id, node names) are printable ASCII without spaces, so they log and travel
 /// in handshakes and Arakoon messages unambiguously.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
@@ -767,6 +792,16 @@ fsync = false
             invalid_field(&GOOD.replace("name = \"n0\"", "name = \"n 0\"")),
             "nodes[0].name"
         );
+        for bad in ["0", "1048575", "18446744073709551615"] {
+            assert_eq!(
+                invalid_field(&GOOD.replace(
+                    "client_port = 4000",
+                    &format!("client_port = 4000\nmax_snapshot_bytes = {bad}")
+                )),
+                "nodes[0].max_snapshot_bytes",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! rarakoon-node: the driver that joins the pure Paxos core to disks, network and clients.
 //!
 //! - [`config`]: the cluster configuration (strict TOML) and [`home_lock`]: one process per
-//!   data directory.
+//!   data directory; [`membership`]: a node's number comes from its name, recorded in the
+//!   home and checked in the messaging handshake (ADR 0115).
 //! - [`node`]: [`Node::start`] / [`Node::stop`], the start-up order and a clean stop.
 //! - [`driver`]: the task that owns paxos-core and executes its effects in order.
 //! - [`storage`]: recovery at start-up and the storage thread (WAL group commit, catch-up
@@ -10,12 +11,14 @@
 //! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger.
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
-//!   uncommitted tail.
+//!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
 
 pub mod config;
 pub mod driver;
+pub mod durable_file;
 pub mod handler;
 pub mod home_lock;
+pub mod membership;
 pub mod messaging;
 pub mod node;
 pub mod overwrite;

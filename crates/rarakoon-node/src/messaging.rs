@@ -2,7 +2,9 @@
 //! the task that feeds received messages to the driver.
 //!
 //! The messenger names peers; paxos-core numbers them. This module maps between the two with
-//! the config's node order, and drops (with a log line) anything from a name it does not know.
+//! the membership's `NodeId` order (`crate::membership`), drops (with a log line) anything from
+//! a name it does not know, and drops any message naming a node number outside the membership
+//! ([`crate::wire::check_nodes`]) before the driver sees it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ pub async fn pump_inbox(
                 tracing::warn!(peer = %incoming.from, "message from an unknown node dropped");
                 continue;
             };
+            if let Err(problem) = crate::wire::check_nodes(&incoming.msg, names.len()) {
+                tracing::warn!(peer = %incoming.from, "invalid message dropped: {problem}");
+                continue;
+            }
             if driver
                 .send(Input::Peer {
                     from,

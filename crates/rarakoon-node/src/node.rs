@@ -35,6 +35,9 @@ pub enum NodeError {
     /// The home directory is locked or cannot be created.
     #[error(transparent)]
     Lock(#[from] HomeLockError),
+    /// The config's nodes do not match the home's membership record (or it is damaged).
+    #[error(transparent)]
+    Membership(#[from] crate::membership::MembershipError),
     /// Recovery from disk failed.
     #[error("cannot start from the data in {}: {cause}{repair}", home.display())]
     Storage {
@@ -209,16 +212,20 @@ impl Node {
         config_file: &std::path::Path,
     ) -> Result<Node, NodeError> {
         let node: NodeConfig = config.node(name, config_file)?.clone();
-        let me = config
-            .nodes
-            .iter()
-            .position(|n| n.name == name)
-            .and_then(|i| u8::try_from(i).ok())
-            .map(NodeId)
-            .ok_or_else(|| NodeError::Paxos(format!("node {name} has no usable id")))?;
-        let names: Vec<String> = config.node_names().map(str::to_owned).collect();
         let lock = HomeLock::acquire(&node.home_dir)?;
-        for warning in config.warnings() {
+        // Warnings name fields by their place in the file, so take them before rearranging.
+        let warnings = config.warnings();
+        // A node's number comes from its name, as recorded in its home (ADR 0115): from here
+        // on `config.nodes` is in NodeId order, whatever the order in the file.
+        let membership = crate::membership::check_home(&node.home_dir, config)?;
+        let config = &membership
+            .arrange(config)
+            .ok_or_else(|| NodeError::Paxos("membership does not match the config".into()))?;
+        let me = membership
+            .id_of(name)
+            .ok_or_else(|| NodeError::Paxos(format!("node {name} has no usable id")))?;
+        let names = membership.names();
+        for warning in warnings {
             tracing::warn!("config {}: {warning}", config_file.display());
         }
 
@@ -283,6 +290,7 @@ impl Node {
             peers,
         );
         messenger_config.max_frame = bounds.max_frame;
+        messenger_config.membership = membership.view();
         let (messenger, inbox) = Messenger::<PeerMessage>::start(messenger_config)
             .await
             .map_err(|e| NodeError::Bind {

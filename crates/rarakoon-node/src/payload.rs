@@ -346,6 +346,33 @@ mod tests {
             let _ = decode(Bytes::from(data));
         }
 
+        /// Real encoded updates with a length or count field (any 4 aligned-or-not bytes)
+        /// replaced by an edge value, or bits flipped: never a panic, never an allocation
+        /// beyond the payload (a count is checked against the bytes that remain).
+        #[test]
+        fn mutated_real_payloads_never_panic(
+            u in update(),
+            at in any::<prop::sample::Index>(),
+            field in prop_oneof![
+                Just(0i32), Just(1), Just(-1), Just(i32::MAX), Just(i32::MIN), any::<i32>()
+            ],
+            flip in proptest::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+        ) {
+            let mut encoded = encode(&u);
+            if encoded.len() >= 4 {
+                let i = at.index(encoded.len() - 3);
+                encoded[i..i + 4].copy_from_slice(&field.to_le_bytes());
+            }
+            if let Some((pos, mask)) = flip && !encoded.is_empty() {
+                let i = pos.index(encoded.len());
+                encoded[i] ^= mask;
+            }
+            if let Ok(decoded) = decode(Bytes::from(encoded.clone())) {
+                // Whatever decodes re-encodes to the same bytes (nothing was invented).
+                prop_assert_eq!(encode(&decoded), encoded);
+            }
+        }
+
         #[test]
         fn truncation_is_an_error(u in update(), cut in 1usize..8) {
             let encoded = encode(&u);

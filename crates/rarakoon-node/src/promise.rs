@@ -2,15 +2,20 @@
 //!
 //! Promises change only at elections, so each one is written as a small text file replaced
 //! atomically (temp file, fsync, rename, fsync directory): a crash leaves either the old or
-//! the new promise, never a torn one. The file is text so an operator can read it.
+//! the new promise, never a torn one. The file is text so an operator can read it. It is read
+//! with a size bound and parsed strictly; that the node number it names exists is checked
+//! against the membership at start-up (`crate::membership::check_home`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::durable_file::{self, Contents};
 
 use paxos_core::{Ballot, NodeId};
 
 /// File name of the promise inside the home directory.
 pub const PROMISE_FILE: &str = "promise";
+/// Largest promise file accepted (`round=<u64> node=<u8>` takes under 40 bytes).
+pub const MAX_PROMISE_BYTES: u64 = 256;
 
 /// A promise file that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +48,15 @@ pub enum PromiseError {
 /// Reads the promise in `home`, `Ballot::ZERO` when there is none yet.
 pub fn load(home: &Path) -> Result<Ballot, PromiseError> {
     let path = home.join(PROMISE_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ballot::ZERO),
+    let bytes = match durable_file::read_bounded(&path, MAX_PROMISE_BYTES) {
+        Ok(Contents::Bytes(b)) => b,
+        Ok(Contents::Missing) => return Ok(Ballot::ZERO),
+        Ok(Contents::TooLarge(len)) => {
+            return Err(PromiseError::Corrupt {
+                path,
+                problem: format!("{len} bytes, more than the {MAX_PROMISE_BYTES} a promise takes"),
+            });
+        }
         Err(source) => {
             return Err(PromiseError::Io {
                 path,
@@ -54,6 +65,7 @@ pub fn load(home: &Path) -> Result<Ballot, PromiseError> {
             });
         }
     };
+    let text = String::from_utf8_lossy(&bytes);
     parse(&text).ok_or_else(|| PromiseError::Corrupt {
         path,
         problem: format!("expected `round=<n> node=<n>`, found {:?}", text.trim()),
@@ -75,20 +87,14 @@ fn parse(text: &str) -> Option<Ballot> {
 
 /// Replaces the promise in `home` durably.
 pub fn store(home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
-    let path = home.join(PROMISE_FILE);
-    let tmp = home.join(format!("{PROMISE_FILE}.tmp"));
-    let io = |op: &'static str| {
-        let path = path.clone();
-        move |source| PromiseError::Io { path, op, source }
-    };
-    let mut file = std::fs::File::create(&tmp).map_err(io("create temp file"))?;
-    writeln!(file, "round={} node={}", ballot.round, ballot.node.0).map_err(io("write"))?;
-    file.sync_all().map_err(io("fsync"))?;
-    std::fs::rename(&tmp, &path).map_err(io("rename"))?;
-    std::fs::File::open(home)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync directory"))?;
-    Ok(())
+    let text = format!("round={} node={}\n", ballot.round, ballot.node.0);
+    durable_file::replace(home, PROMISE_FILE, text.as_bytes()).map_err(|(op, source)| {
+        PromiseError::Io {
+            path: home.join(PROMISE_FILE),
+            op,
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -115,5 +121,33 @@ mod tests {
         let err = load(tmp.path()).unwrap_err().to_string();
         assert!(err.contains("promise"), "{err}");
         assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_or_odd_promise_file_is_corrupt_not_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(PROMISE_FILE);
+        std::fs::write(&path, "round=1 node=0\n".repeat(1000)).unwrap();
+        let err = load(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("more than the 256"), "{err}");
+        for bad in [
+            "round=1 node=256",
+            "round=18446744073709551616 node=0",
+            "round=-1 node=0",
+            "node=0 round=1",
+            "round=1 node=0 extra",
+            "\u{0}\u{ff}",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(load(tmp.path()).is_err(), "{bad:?}");
+        }
+        std::fs::write(&path, format!("round={} node=255\n", u64::MAX)).unwrap();
+        assert_eq!(
+            load(tmp.path()).unwrap(),
+            Ballot {
+                round: u64::MAX,
+                node: NodeId(255)
+            }
+        );
     }
 }

@@ -404,12 +404,40 @@ pub enum StorageEvent {
     Failed(String),
 }
 
+/// A snapshot transfer in progress. Invariants: only chunks from `peer`, at exactly
+/// `next_offset`, of at most `asked_len` bytes, for the same `index` and `total` as the first
+/// chunk, within `max_snapshot_bytes`, are written; anything else a peer sends is refused
+/// (logged) and never stops the node. Only local disk errors are fatal.
 struct Fetch {
     peer: NodeId,
     receiver: Option<SnapshotReceiver>,
     index: Option<Index>,
+    total: Option<u64>,
     next_offset: u64,
+    asked_len: u32,
     asked_at: Instant,
+}
+
+impl Fetch {
+    fn new(peer: NodeId) -> Fetch {
+        Fetch {
+            peer,
+            receiver: None,
+            index: None,
+            total: None,
+            next_offset: 0,
+            asked_len: SNAPSHOT_CHUNK_BYTES,
+            asked_at: Instant::now(),
+        }
+    }
+}
+
+/// Why a chunk was refused.
+enum ChunkVerdict {
+    /// Stale or duplicate (another offset than asked): ignore it, keep the transfer.
+    Ignore(String),
+    /// The transfer cannot go on with this peer's data: start over later.
+    Abandon(String),
 }
 
 /// The storage thread's state.
@@ -522,7 +550,7 @@ impl StorageThread {
                 } => self.on_chunk(peer, index, total, offset, &data)?,
                 Job::NoSnapshot { peer } => {
                     if self.fetch.as_ref().is_some_and(|f| f.peer == peer) {
-                        tracing::warn!(%peer, "peer has no snapshot to send; will ask again");
+                        self.abandon_fetch("the peer has no snapshot to send; will ask again");
                     }
                 }
             }
@@ -769,13 +797,7 @@ impl StorageThread {
 
     fn start_fetch(&mut self, peer: NodeId) {
         tracing::info!(%peer, "fetching the head snapshot of a peer (the log entries needed were pruned there)");
-        self.fetch = Some(Fetch {
-            peer,
-            receiver: None,
-            index: None,
-            next_offset: 0,
-            asked_at: Instant::now(),
-        });
+        self.fetch = Some(Fetch::new(peer));
         self.ask(peer, 0);
     }
 
@@ -799,6 +821,68 @@ impl StorageThread {
         }
     }
 
+    /// Drops what was received from the peer and starts over from offset 0 at the next retry
+    /// (not at once, so a peer that keeps sending bad data costs one request per retry period).
+    fn abandon_fetch(&mut self, why: &str) {
+        if let Some(f) = &mut self.fetch {
+            tracing::warn!(peer = %f.peer, "snapshot transfer restarted: {why}");
+            *f = Fetch::new(f.peer);
+        }
+    }
+
+    /// Checks a chunk against what was asked (see [`Fetch`]).
+    fn judge_chunk(
+        fetch: &Fetch,
+        max_snapshot: u64,
+        index: Index,
+        total: u64,
+        offset: u64,
+        len: usize,
+    ) -> Result<(), ChunkVerdict> {
+        if offset != fetch.next_offset {
+            return Err(ChunkVerdict::Ignore(format!(
+                "chunk at offset {offset}, but {} was asked",
+                fetch.next_offset
+            )));
+        }
+        if fetch.index.is_some_and(|i| i != index) {
+            return Err(ChunkVerdict::Abandon(format!(
+                "the peer's snapshot changed from index {:?} to {index}",
+                fetch.index
+            )));
+        }
+        if fetch.total.is_some_and(|t| t != total) {
+            return Err(ChunkVerdict::Abandon(format!(
+                "the snapshot's size changed from {:?} to {total} bytes",
+                fetch.total
+            )));
+        }
+        if total > max_snapshot {
+            return Err(ChunkVerdict::Abandon(format!(
+                "the peer's snapshot has {total} bytes, more than max_snapshot_bytes = \
+                 {max_snapshot} (raise it in the config if the store really is that large)"
+            )));
+        }
+        if len > fetch.asked_len as usize {
+            return Err(ChunkVerdict::Abandon(format!(
+                "chunk of {len} bytes, but at most {} were asked",
+                fetch.asked_len
+            )));
+        }
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|e| e > total) {
+            return Err(ChunkVerdict::Abandon(format!(
+                "chunk at {offset}+{len} runs past the snapshot's {total} bytes"
+            )));
+        }
+        if len == 0 {
+            return Err(ChunkVerdict::Abandon(format!(
+                "empty chunk at {offset} of a {total}-byte snapshot"
+            )));
+        }
+        Ok(())
+    }
+
     fn on_chunk(
         &mut self,
         peer: NodeId,
@@ -807,20 +891,24 @@ impl StorageThread {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StorageError> {
+        let max_snapshot = self.config.collapser.snapshot.max_snapshot_bytes;
         let Some(fetch) = &mut self.fetch else {
             return Ok(());
         };
         if fetch.peer != peer {
+            tracing::debug!(%peer, "snapshot chunk from a peer not asked dropped");
             return Ok(());
         }
-        if fetch.index.is_some_and(|i| i != index) || (offset == 0 && fetch.next_offset != 0) {
-            // The peer collapsed again meanwhile: start over with its new snapshot.
-            fetch.receiver = None;
-            fetch.next_offset = 0;
-            fetch.index = None;
-        }
-        if offset != fetch.next_offset {
-            return Ok(());
+        match Self::judge_chunk(fetch, max_snapshot, index, total, offset, data.len()) {
+            Ok(()) => {}
+            Err(ChunkVerdict::Ignore(why)) => {
+                tracing::debug!(%peer, "snapshot chunk ignored: {why}");
+                return Ok(());
+            }
+            Err(ChunkVerdict::Abandon(why)) => {
+                self.abandon_fetch(&why);
+                return Ok(());
+            }
         }
         if fetch.receiver.is_none() {
             fetch.receiver = Some(SnapshotReceiver::begin(
@@ -829,25 +917,48 @@ impl StorageThread {
                 self.config.collapser.snapshot.clone(),
             )?);
             fetch.index = Some(index);
+            fetch.total = Some(total);
         }
         if let Some(receiver) = &mut fetch.receiver {
-            receiver.push(data)?;
+            match receiver.push(data) {
+                Ok(()) => {}
+                // The local disk failed: fatal, like every WAL error.
+                Err(e @ WalError::Io { .. }) => return Err(e.into()),
+                // The peer's bytes are not a snapshot (bad header, too large).
+                Err(e) => {
+                    self.abandon_fetch(&format!("the peer's data is refused: {e}"));
+                    return Ok(());
+                }
+            }
         }
         fetch.next_offset += data.len() as u64;
         fetch.asked_at = Instant::now();
-        if fetch.next_offset < total && !data.is_empty() {
+        if fetch.next_offset < total {
             let next = fetch.next_offset;
             self.ask(peer, next);
             return Ok(());
         }
-        let Some(receiver) = self.fetch.take().and_then(|f| f.receiver) else {
+        let Some(receiver) = self.fetch.as_mut().and_then(|f| f.receiver.take()) else {
             return Ok(());
         };
         match receiver.finish() {
-            Ok(info) => self.install(info.index),
+            Ok(info) => {
+                // `finish` verified the whole file and made it head.snap: its own index is
+                // the truth (the chunks' `index` only detects a changed snapshot).
+                if info.index != index {
+                    tracing::warn!(
+                        %peer,
+                        file_index = info.index,
+                        chunk_index = index,
+                        "received snapshot covers another index than its chunks said"
+                    );
+                }
+                self.fetch = None;
+                self.install(info.index)
+            }
+            Err(e @ WalError::Io { .. }) => Err(e.into()),
             Err(e) => {
-                tracing::warn!(%peer, "received snapshot is invalid, asking again: {e}");
-                self.start_fetch(peer);
+                self.abandon_fetch(&format!("the received snapshot is invalid: {e}"));
                 Ok(())
             }
         }
@@ -921,6 +1032,7 @@ pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) ->
         max_chunk_bytes: (node.max_request_size as u32)
             .saturating_mul(2)
             .max(64 << 20),
+        max_snapshot_bytes: node.max_snapshot_bytes,
         ..SnapshotConfig::default()
     };
     StorageConfig {

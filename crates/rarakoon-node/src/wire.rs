@@ -8,10 +8,18 @@
 //!   transfer for a peer that must catch up past pruned log entries (pull-based, one chunk per
 //!   request, so a dropped message only costs a retry and memory stays bounded).
 //!
-//! Both travel through `wire-codec`'s validated decoding; [`PeerMessage::check`] bounds every
-//! size a peer controls.
+//! Both travel through `wire-codec`'s validated decoding (rkyv bytecheck: every length and
+//! offset in the archive is checked against the frame before it is followed). On top of it,
+//! `check` (run by the decoder, before the message exists for anyone) bounds what a peer or a
+//! WAL record controls without knowing the receiver: every node number is below the largest
+//! cluster (`config::limits::MAX_NODES`), promise entries are in strictly ascending index
+//! order, a catch-up answer's index range does not overflow, snapshot requests and chunks stay
+//! within [`SNAPSHOT_CHUNK_BYTES`] and their totals. [`check_nodes`] then checks node numbers
+//! against the receiver's own membership (messaging runs it on every message from a peer).
+//! What needs the receiver's log state (indexes against its committed index, answers against
+//! what was asked) is checked by paxos-core and, for snapshots, by the storage thread.
 
-use paxos_core::{Ballot, Index, LogEntry, Message, Value};
+use paxos_core::{Ballot, Index, LogEntry, Message, NodeId, PrepareRefusal, Value};
 use wire_codec::WireMessage;
 use wire_codec::rkyv::{Archive, Deserialize, Serialize};
 
@@ -30,7 +38,103 @@ pub struct StoredEntry {
     pub value: Value,
 }
 
-impl WireMessage for StoredEntry {}
+impl WireMessage for StoredEntry {
+    fn check(&self) -> Result<(), String> {
+        check_ballot(&self.ballot, MAX_NODE_IDS)?;
+        check_value(&self.value, MAX_NODE_IDS)
+    }
+}
+
+/// Node numbers a message may carry without knowing the cluster (the largest one allowed).
+const MAX_NODE_IDS: usize = crate::config::limits::MAX_NODES;
+
+fn check_node(node: NodeId, nodes: usize, what: &str) -> Result<(), String> {
+    if node.index() >= nodes {
+        return Err(format!(
+            "{what} names node number {}, but there are only {nodes} nodes",
+            node.0
+        ));
+    }
+    Ok(())
+}
+
+fn check_ballot(ballot: &Ballot, nodes: usize) -> Result<(), String> {
+    // Ballot::ZERO (round 0) names node 0, which every cluster has.
+    check_node(ballot.node, nodes, "ballot")
+}
+
+fn check_value(value: &Value, nodes: usize) -> Result<(), String> {
+    match value {
+        Value::Master { node } => check_node(*node, nodes, "master value"),
+        Value::Batch(_) => Ok(()),
+    }
+}
+
+/// Every node number in `msg` is below `nodes`, and the structure is sane (see the module
+/// documentation).
+fn check_paxos(msg: &Message, nodes: usize) -> Result<(), String> {
+    match msg {
+        Message::Prepare { ballot, .. }
+        | Message::Accepted { ballot, .. }
+        | Message::Commit { ballot, .. }
+        | Message::LeaseReleased { ballot } => check_ballot(ballot, nodes),
+        Message::Promise { ballot, entries } => {
+            check_ballot(ballot, nodes)?;
+            let mut previous: Option<Index> = None;
+            for e in entries {
+                if previous.is_some_and(|p| e.index <= p) {
+                    return Err(format!(
+                        "promise entries out of order: index {} after {previous:?}",
+                        e.index
+                    ));
+                }
+                previous = Some(e.index);
+                check_ballot(&e.ballot, nodes)?;
+                check_value(&e.value, nodes)?;
+            }
+            Ok(())
+        }
+        Message::PrepareRefused { ballot, reason } => {
+            check_ballot(ballot, nodes)?;
+            match reason {
+                PrepareRefusal::Promised(b) => check_ballot(b, nodes),
+                PrepareRefusal::LeaseActive { holder: Some(h) } => {
+                    check_node(*h, nodes, "lease holder")
+                }
+                PrepareRefusal::LeaseActive { holder: None } | PrepareRefusal::Behind { .. } => {
+                    Ok(())
+                }
+            }
+        }
+        Message::Accept { ballot, value, .. } => {
+            check_ballot(ballot, nodes)?;
+            check_value(value, nodes)
+        }
+        Message::AcceptRefused { ballot, promised } => {
+            check_ballot(ballot, nodes)?;
+            check_ballot(promised, nodes)
+        }
+        Message::CatchUpEntries { first, values, .. } => {
+            if first.checked_add(values.len() as u64).is_none() {
+                return Err(format!(
+                    "catch-up entries from {first} ({} values) overflow the index space",
+                    values.len()
+                ));
+            }
+            values.iter().try_for_each(|v| check_value(v, nodes))
+        }
+        Message::CatchUpRequest { .. } | Message::CatchUpPruned { .. } => Ok(()),
+    }
+}
+
+/// Checks the node numbers in a peer's message against the receiver's membership of `nodes`
+/// nodes (a number outside it would name no node, or the wrong one).
+pub fn check_nodes(msg: &PeerMessage, nodes: usize) -> Result<(), String> {
+    match msg {
+        PeerMessage::Paxos(m) => check_paxos(m, nodes),
+        _ => Ok(()),
+    }
+}
 
 impl StoredEntry {
     /// The Paxos log entry at `index`.
@@ -74,6 +178,7 @@ pub enum PeerMessage {
 impl WireMessage for PeerMessage {
     fn check(&self) -> Result<(), String> {
         match self {
+            PeerMessage::Paxos(m) => check_paxos(m, MAX_NODE_IDS),
             PeerMessage::SnapshotRequest { len, .. } if *len > SNAPSHOT_CHUNK_BYTES => Err(
                 format!("snapshot request for {len} bytes exceeds {SNAPSHOT_CHUNK_BYTES}"),
             ),
@@ -89,7 +194,10 @@ impl WireMessage for PeerMessage {
                         data.len()
                     ));
                 }
-                if offset.saturating_add(data.len() as u64) > *total {
+                if offset
+                    .checked_add(data.len() as u64)
+                    .is_none_or(|end| end > *total)
+                {
                     return Err(format!(
                         "snapshot chunk at {offset}+{} runs past the total {total}",
                         data.len()

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 /// The node-to-node protocol version spoken by this build. Bump it whenever the handshake, the
 /// framing, or the rkyv format (see wire-codec's golden test) changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Everything a [`Messenger`](crate::Messenger) needs.
 #[derive(Debug, Clone)]
 pub struct MessengerConfig {
     /// Our node name, sent in every handshake.
     pub node_name: String,
+    /// Our membership view, sent in every handshake; a peer with another view is refused
+    /// (both ways), with both views in the reason. Opaque to the messenger; at most
+    /// [`MAX_MEMBERSHIP_LEN`](crate::MAX_MEMBERSHIP_LEN) bytes. Empty by default.
+    pub membership: String,
     /// The cluster id; a peer from another cluster is refused.
     pub cluster_id: String,
     /// Where to listen for peers (ignored by `start_with_listener`).
@@ -56,6 +60,7 @@ impl MessengerConfig {
     ) -> Self {
         MessengerConfig {
             node_name: node_name.into(),
+            membership: String::new(),
             cluster_id: cluster_id.into(),
             listen,
             peers,

@@ -1,9 +1,13 @@
 //! The handshake that opens every link: the connecting node sends [`Hello`], the listening node
 //! answers [`HelloReply`]. Both travel as ordinary wire-codec frames with a small size bound.
 //!
-//! The listener refuses (and logs) a hello from another cluster, another protocol version, or a
-//! node name it does not have in its peer list. The decision is a pure function,
-//! [`Hello::judge`], so it is unit-tested without sockets.
+//! The listener refuses (and logs) a hello from another cluster, another protocol version, a
+//! node name it does not have in its peer list, or another membership view. The membership
+//! view is an opaque text the application supplies (rarakoon-node: the cluster's nodes and
+//! roles in `NodeId` order); two nodes whose views differ would read each other's node numbers
+//! differently, so they must not talk. A refusal names both views, and the connecting side
+//! checks the view in the listener's acceptance too, so both logs say what differs. The
+//! decision is a pure function, [`Hello::judge`], so it is unit-tested without sockets.
 
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -11,10 +15,12 @@ use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use wire_codec::{DecodeError, LENGTH_PREFIX, WireMessage};
 
-/// Largest handshake frame payload accepted (names are short).
-pub(crate) const MAX_HANDSHAKE_FRAME: u32 = 4096;
+/// Largest handshake frame payload accepted (names and the membership view are bounded).
+pub(crate) const MAX_HANDSHAKE_FRAME: u32 = 32 * 1024;
 /// Longest node name or cluster id accepted in a handshake.
 pub const MAX_NAME_LEN: usize = 256;
+/// Longest membership view accepted in a handshake (a refusal quotes two of them).
+pub const MAX_MEMBERSHIP_LEN: usize = 8 * 1024;
 
 /// First frame on a link, from the connecting node.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,8 @@ pub struct Hello {
     pub cluster_id: String,
     /// The sender's node name.
     pub node_name: String,
+    /// The sender's membership view (must equal the listener's).
+    pub membership: String,
 }
 
 /// The listener's answer.
@@ -34,6 +42,8 @@ pub enum HelloReply {
     Accepted {
         /// The listener's node name.
         node_name: String,
+        /// The listener's membership view (the connecting side checks it too).
+        membership: String,
     },
     /// The link is refused and will be closed.
     Refused {
@@ -49,20 +59,51 @@ impl WireMessage for Hello {
                 "cluster id or node name longer than {MAX_NAME_LEN} bytes"
             ));
         }
+        if self.membership.len() > MAX_MEMBERSHIP_LEN {
+            return Err(format!(
+                "membership view longer than {MAX_MEMBERSHIP_LEN} bytes"
+            ));
+        }
         Ok(())
     }
 }
 
-impl WireMessage for HelloReply {}
+impl WireMessage for HelloReply {
+    fn check(&self) -> Result<(), String> {
+        match self {
+            HelloReply::Accepted {
+                node_name,
+                membership,
+            } if node_name.len() > MAX_NAME_LEN || membership.len() > MAX_MEMBERSHIP_LEN => {
+                Err(format!(
+                    "node name longer than {MAX_NAME_LEN} bytes or membership longer than \
+                     {MAX_MEMBERSHIP_LEN} bytes"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The reason given when two membership views differ; it names both, so either side's log
+/// says what to fix.
+pub fn membership_mismatch(our_name: &str, ours: &str, their_name: &str, theirs: &str) -> String {
+    format!(
+        "membership views differ: {our_name:?} has [{ours}] but {their_name:?} has [{theirs}]; \
+         every node must be configured with the same nodes and roles, and number them alike"
+    )
+}
 
 impl Hello {
-    /// Decide whether a listener with `cluster_id`, `protocol_version` and `peers` accepts this
-    /// hello; `Err` carries the reason sent back and logged.
+    /// Decide whether a listener `node_name` with `cluster_id`, `protocol_version`, `peers`
+    /// and `membership` accepts this hello; `Err` carries the reason sent back and logged.
     pub fn judge<V>(
         &self,
+        node_name: &str,
         cluster_id: &str,
         protocol_version: u32,
         peers: &BTreeMap<String, V>,
+        membership: &str,
     ) -> Result<(), String> {
         if self.protocol_version != protocol_version {
             return Err(format!(
@@ -80,6 +121,14 @@ impl Hello {
             return Err(format!(
                 "node name {:?} is not a peer of this node",
                 self.node_name
+            ));
+        }
+        if self.membership != membership {
+            return Err(membership_mismatch(
+                node_name,
+                membership,
+                &self.node_name,
+                &self.membership,
             ));
         }
         Ok(())
@@ -117,19 +166,29 @@ mod tests {
             protocol_version: version,
             cluster_id: cluster.into(),
             node_name: name.into(),
+            membership: "0=a 1=b".into(),
         }
     }
 
     #[test]
     fn judge_accepts_known_peer_and_refuses_others() {
         let peers: BTreeMap<String, ()> = [("b".to_owned(), ())].into_iter().collect();
-        assert_eq!(hello(1, "c", "b").judge("c", 1, &peers), Ok(()));
-        let stranger = hello(1, "c", "mallory").judge("c", 1, &peers).unwrap_err();
+        let judge = |h: Hello| h.judge("a", "c", 1, &peers, "0=a 1=b");
+        assert_eq!(judge(hello(1, "c", "b")), Ok(()));
+        let stranger = judge(hello(1, "c", "mallory")).unwrap_err();
         assert!(stranger.contains("mallory"), "{stranger}");
-        let cluster = hello(1, "other", "b").judge("c", 1, &peers).unwrap_err();
+        let cluster = judge(hello(1, "other", "b")).unwrap_err();
         assert!(cluster.contains("other"), "{cluster}");
-        let version = hello(2, "c", "b").judge("c", 1, &peers).unwrap_err();
+        let version = judge(hello(2, "c", "b")).unwrap_err();
         assert!(version.contains("version 2"), "{version}");
+        let mut other_view = hello(1, "c", "b");
+        other_view.membership = "0=b 1=a".into();
+        let view = judge(other_view).unwrap_err();
+        assert!(
+            view.contains("[0=a 1=b]") && view.contains("[0=b 1=a]"),
+            "{view}"
+        );
+        assert!(view.contains("\"a\"") && view.contains("\"b\""), "{view}");
     }
 
     #[test]
@@ -140,5 +199,30 @@ mod tests {
                 .is_err()
         );
         assert!(hello(1, "c", "b").check().is_ok());
+        let mut big = hello(1, "c", "b");
+        big.membership = "x".repeat(MAX_MEMBERSHIP_LEN + 1);
+        assert!(big.check().is_err());
+        let reply = HelloReply::Accepted {
+            node_name: "a".into(),
+            membership: "x".repeat(MAX_MEMBERSHIP_LEN + 1),
+        };
+        assert!(reply.check().is_err());
+    }
+
+    #[test]
+    fn the_largest_hello_and_refusal_fit_a_handshake_frame() {
+        let name = "n".repeat(MAX_NAME_LEN);
+        let view = "v".repeat(MAX_MEMBERSHIP_LEN);
+        let h = Hello {
+            protocol_version: 1,
+            cluster_id: name.clone(),
+            node_name: name.clone(),
+            membership: view.clone(),
+        };
+        assert!(wire_codec::Frame::encode(&h, MAX_HANDSHAKE_FRAME).is_ok());
+        let reply = HelloReply::Refused {
+            reason: membership_mismatch(&name, &view, &name, &view),
+        };
+        assert!(wire_codec::Frame::encode(&reply, MAX_HANDSHAKE_FRAME).is_ok());
     }
 }

@@ -31,6 +31,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) struct InboundContext<T> {
     pub node_name: String,
     pub cluster_id: String,
+    pub membership: String,
     pub protocol_version: u32,
     /// Known peer names, each with the shared name attached to its messages.
     pub peers: BTreeMap<String, Arc<str>>,
@@ -115,7 +116,13 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
         }
     };
     let verdict = hello
-        .judge(&ctx.cluster_id, ctx.protocol_version, &ctx.peers)
+        .judge(
+            &ctx.node_name,
+            &ctx.cluster_id,
+            ctx.protocol_version,
+            &ctx.peers,
+            &ctx.membership,
+        )
         .and_then(|()| {
             ctx.peers
                 .get(&hello.node_name)
@@ -148,6 +155,7 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
     };
     let accepted = HelloReply::Accepted {
         node_name: ctx.node_name.clone(),
+        membership: ctx.membership.clone(),
     };
     let frame = match Frame::encode(&accepted, MAX_HANDSHAKE_FRAME) {
         Ok(frame) => frame,

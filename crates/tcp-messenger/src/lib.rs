@@ -3,7 +3,7 @@
 //! A [`Messenger`] keeps one outgoing connection per configured peer, each fed by its own
 //! [`leaky_buffer`] queue and reconnected through a [`connection_fsm::ConnectionFsm`]
 //! (exponential backoff with jitter). It accepts incoming connections from peers, checks their
-//! handshake (cluster id, node name, protocol version), validates every frame with
+//! handshake (cluster id, node name, protocol version, membership view), validates every frame with
 //! [`wire_codec`], and delivers messages on one [`Inbox`] tagged with the sender's name.
 //!
 //! What the consensus core can rely on:
@@ -27,6 +27,6 @@ mod socket;
 pub use config::{MessengerConfig, PROTOCOL_VERSION};
 pub use connection_fsm::BackoffConfig;
 pub use counters::{Counters, PeerCounters};
-pub use handshake::{Hello, HelloReply};
+pub use handshake::{Hello, HelloReply, MAX_MEMBERSHIP_LEN, MAX_NAME_LEN, membership_mismatch};
 pub use messenger::{Inbox, Incoming, Messenger, SendError, StartError};
 pub use wire_codec::{Frame, WireMessage};

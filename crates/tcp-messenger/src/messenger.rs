@@ -7,7 +7,7 @@
 
 use crate::config::MessengerConfig;
 use crate::counters::{Counters, InboundCounters, LinkCounters, PeerCounters, read};
-use crate::handshake::{Hello, MAX_HANDSHAKE_FRAME, MAX_NAME_LEN};
+use crate::handshake::{Hello, MAX_HANDSHAKE_FRAME, MAX_MEMBERSHIP_LEN, MAX_NAME_LEN};
 use crate::incoming::{InboundContext, run_listener};
 use crate::outgoing::{LinkContext, run_link};
 use std::collections::BTreeMap;
@@ -160,6 +160,7 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             protocol_version: config.protocol_version,
             cluster_id: config.cluster_id.clone(),
             node_name: config.node_name.clone(),
+            membership: config.membership.clone(),
         };
         let hello = Frame::encode(&hello, MAX_HANDSHAKE_FRAME)
             .map_err(|e| StartError::Config(format!("cannot encode our handshake: {e}")))?;
@@ -180,6 +181,8 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             let ctx = LinkContext {
                 peer: peer.clone(),
                 addrs: addrs.clone(),
+                node_name: config.node_name.clone(),
+                membership: config.membership.clone(),
                 hello: hello.clone(),
                 backoff: config.backoff,
                 batch_limit: config.batch_limit,
@@ -209,6 +212,7 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
                 .collect(),
             node_name: config.node_name,
             cluster_id: config.cluster_id,
+            membership: config.membership,
             protocol_version: config.protocol_version,
             max_frame: config.max_frame,
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -364,6 +368,12 @@ fn validate(config: &MessengerConfig) -> Result<(), StartError> {
         return bad(format!(
             "cluster_id must be 1 to {MAX_NAME_LEN} bytes, got {:?}",
             config.cluster_id
+        ));
+    }
+    if config.membership.len() > MAX_MEMBERSHIP_LEN {
+        return bad(format!(
+            "membership must be at most {MAX_MEMBERSHIP_LEN} bytes, got {}",
+            config.membership.len()
         ));
     }
     for (peer, addrs) in &config.peers {

@@ -27,6 +27,9 @@ const KEEP_WRITE_BUFFER: usize = 1 << 20;
 pub(crate) struct LinkContext {
     pub peer: String,
     pub addrs: Vec<SocketAddr>,
+    /// Our node name and membership view (the listener's acceptance must carry the same view).
+    pub node_name: String,
+    pub membership: String,
     /// Our hello, encoded once.
     pub hello: Frame,
     pub backoff: BackoffConfig,
@@ -199,8 +202,22 @@ async fn handshake(ctx: &LinkContext, stream: &mut TcpStream) -> Result<(), Hand
         .await
         .map_err(failed)?;
     match read_frame::<HelloReply>(stream, MAX_HANDSHAKE_FRAME).await {
-        Ok(HelloReply::Accepted { node_name }) if node_name == ctx.peer => Ok(()),
-        Ok(HelloReply::Accepted { node_name }) => Err(HandshakeFailure::Refused(format!(
+        Ok(HelloReply::Accepted {
+            node_name,
+            membership,
+        }) if node_name == ctx.peer && membership == ctx.membership => Ok(()),
+        Ok(HelloReply::Accepted {
+            node_name,
+            membership,
+        }) if node_name == ctx.peer => Err(HandshakeFailure::Refused(
+            crate::handshake::membership_mismatch(
+                &ctx.node_name,
+                &ctx.membership,
+                &node_name,
+                &membership,
+            ),
+        )),
+        Ok(HelloReply::Accepted { node_name, .. }) => Err(HandshakeFailure::Refused(format!(
             "the node at this address is {node_name:?}, not {:?}",
             ctx.peer
         ))),

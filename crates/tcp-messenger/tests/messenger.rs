@@ -206,6 +206,7 @@ fn hello(version: u32, cluster: &str, name: &str) -> Hello {
         protocol_version: version,
         cluster_id: cluster.into(),
         node_name: name.into(),
+        membership: String::new(),
     }
 }
 
@@ -269,7 +270,8 @@ async fn oversized_and_invalid_frames_close_only_that_connection() {
     assert_eq!(
         reply,
         HelloReply::Accepted {
-            node_name: "a".into()
+            node_name: "a".into(),
+            membership: String::new(),
         }
     );
     let mut frame = Vec::new();
@@ -499,7 +501,8 @@ async fn inbound_connections_beyond_the_limit_are_closed_and_the_peer_keeps_its_
     assert_eq!(
         reply,
         HelloReply::Accepted {
-            node_name: "a".into()
+            node_name: "a".into(),
+            membership: String::new(),
         }
     );
     a.shutdown().await;
@@ -516,4 +519,134 @@ async fn zero_inbound_connections_is_a_config_error() {
     cfg.max_inbound_connections = 0;
     let err = Messenger::<TestMsg>::start_with_listener(cfg, l).unwrap_err();
     assert!(err.to_string().contains("max_inbound_connections"), "{err}");
+}
+
+const VIEW_A: &str = "0=a:voter 1=b:voter";
+const VIEW_B: &str = "0=b:voter 1=a:voter";
+
+#[tokio::test]
+async fn differing_membership_views_refuse_each_other_naming_both() {
+    let la = bind_free().await;
+    let lb = bind_free().await;
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), la.local_addr().unwrap()),
+        ("b".to_owned(), lb.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.membership = VIEW_A.into();
+    let mut b_cfg = config("b", addrs["b"], &addrs);
+    b_cfg.membership = VIEW_B.into();
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (b, _bi) = Messenger::<TestMsg>::start_with_listener(b_cfg, lb).unwrap();
+    // Each side refuses the other's hello, and each sees its own hello refused.
+    eventually("both refusing and being refused", || {
+        let (ca, cb) = (a.counters(), b.counters());
+        ca.refused_handshakes > 0
+            && cb.refused_handshakes > 0
+            && ca.peers["b"].refused_by_peer > 0
+            && cb.peers["a"].refused_by_peer > 0
+    })
+    .await;
+    assert_eq!(a.counters().peers["b"].connects, 0);
+    assert_eq!(b.counters().peers["a"].connects, 0);
+    assert!(
+        b.send("a", &TestMsg::Blob(vec![1])).is_ok(),
+        "queued, never delivered"
+    );
+    assert_eq!(a.counters().received, 0);
+
+    // The reason the listener gives names both views and both nodes.
+    let mut h = hello(PROTOCOL_VERSION, CLUSTER, "b");
+    h.membership = VIEW_B.into();
+    let (s, reply) = raw_hello(addrs["a"], &h).await;
+    match reply {
+        HelloReply::Refused { reason } => {
+            assert!(
+                reason.contains(VIEW_A) && reason.contains(VIEW_B),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("\"a\"") && reason.contains("\"b\""),
+                "{reason}"
+            );
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    closed_by_server(s).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn equal_membership_views_link_up() {
+    let la = bind_free().await;
+    let lb = bind_free().await;
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), la.local_addr().unwrap()),
+        ("b".to_owned(), lb.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.membership = VIEW_A.into();
+    let mut b_cfg = config("b", addrs["b"], &addrs);
+    b_cfg.membership = VIEW_A.into();
+    let (a, mut ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (b, _bi) = Messenger::<TestMsg>::start_with_listener(b_cfg, lb).unwrap();
+    b.wait_established("a", 1).await.unwrap();
+    b.send("a", &TestMsg::Blob(vec![7])).unwrap();
+    assert_eq!(ai.recv().await.unwrap().msg, TestMsg::Blob(vec![7]));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_acceptance_with_another_view_is_refused_by_the_connecting_side() {
+    // A fake "b" accepts a's hello but answers with another view: a must not use the link.
+    let la = bind_free().await;
+    let fake = bind_free().await;
+    let addrs: BTreeMap<String, _> = [
+        ("a".to_owned(), la.local_addr().unwrap()),
+        ("b".to_owned(), fake.local_addr().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    let mut a_cfg = config("a", addrs["a"], &addrs);
+    a_cfg.membership = VIEW_A.into();
+    let (a, _ai) = Messenger::<TestMsg>::start_with_listener(a_cfg, la).unwrap();
+    let (mut s, _) = fake.accept().await.unwrap();
+    let mut prefix = [0u8; 4];
+    s.read_exact(&mut prefix).await.unwrap();
+    let mut payload = vec![0u8; u32::from_le_bytes(prefix) as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    let got: Hello =
+        wire_codec::decode_payload(&payload, &mut rkyv::util::AlignedVec::new()).unwrap();
+    assert_eq!(got.membership, VIEW_A);
+    let reply = HelloReply::Accepted {
+        node_name: "b".into(),
+        membership: VIEW_B.into(),
+    };
+    s.write_all(Frame::encode(&reply, 4096).unwrap().as_bytes())
+        .await
+        .unwrap();
+    eventually("a refusing the other view", || {
+        a.counters().peers["b"].refused_by_peer > 0
+    })
+    .await;
+    assert_eq!(a.counters().peers["b"].connects, 0);
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_overlong_membership_view_is_a_configuration_error() {
+    let l = bind_free().await;
+    let addrs: BTreeMap<String, _> = [("a".to_owned(), l.local_addr().unwrap())]
+        .into_iter()
+        .collect();
+    let mut cfg = config("a", addrs["a"], &addrs);
+    cfg.membership = "x".repeat(tcp_messenger::MAX_MEMBERSHIP_LEN + 1);
+    let err = Messenger::<TestMsg>::start_with_listener(cfg, l).unwrap_err();
+    assert!(err.to_string().contains("membership"), "{err}");
 }
