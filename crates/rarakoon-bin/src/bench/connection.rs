@@ -169,7 +169,9 @@ async fn run(settings: Arc<Settings>, endpoint: Endpoint, mut jobs: mpsc::Receiv
 async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<TcpStream, Failure> {
     let (name, addr) = match endpoint {
         Endpoint::Node(name, addr) => (name.clone(), *addr),
-        Endpoint::Master => find_master(settings).await?,
+        Endpoint::Master => find_master(settings)
+            .await
+            .map_err(|why| Failure::Connect(format!("no master: {why}")))?,
     };
     let mut prologue = BytesMut::new();
     // Encoding a prologue cannot fail; the codec only appends bytes.
@@ -197,7 +199,7 @@ async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<TcpStream, Fai
 
 /// The master's name and client address: a node names it and it confirms, as the Rust
 /// client checks it.
-pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), Failure> {
+pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), String> {
     let ask = |addr| {
         crate::direct::call(
             &settings.cluster_id,
@@ -232,7 +234,7 @@ pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), Fa
             Err(e) => last = format!("{name}: {e:#}"),
         }
     }
-    Err(Failure::Connect(format!("no master: {last}")))
+    Err(last)
 }
 
 /// Serves one open connection until it breaks, is redirected, or the run ends.

@@ -20,11 +20,14 @@
 //! - Open loop (`--rate R`): client `c` of `N` is scheduled to send at
 //!   `start + (c/N + k) * N/R` for `k = 0, 1, ...` (the clients together send `R` per
 //!   second, evenly staggered). A client still waiting for a reply at its next slot sends as
-//!   soon as the reply comes, and latency runs from the *intended* send time, so time spent
-//!   behind schedule counts (corrected for coordinated omission, as wrk2 does). Slots that
-//!   come due after the end while a client is behind are not sent: `open_loop.intended`
-//!   against `open_loop.sent` shows how far behind the run fell. Tokio's timer has 1 ms
-//!   resolution, so an open-loop latency may include up to about 1 ms of timer lateness.
+//!   soon as the reply comes, and its latency runs from the *intended* send time, so the time
+//!   the cluster kept it waiting behind the previous request counts (corrected for
+//!   coordinated omission, as wrk2 does). A client idle at its slot sleeps until it and counts
+//!   from the actual send: Tokio's timer wakes up to about 1 ms late, and that lateness is
+//!   the generator's, not the cluster's. Keep each client's rate well below 1,000/s (add
+//!   clients for more), or the timer itself keeps the clients behind. Slots that come due
+//!   after the end while a client is behind are not sent: `open_loop.intended` against
+//!   `open_loop.sent` shows how far behind the run fell.
 //! - Only requests whose (actual or intended) send time falls after the warm-up are counted;
 //!   the measured time runs from the end of the warm-up to the last reply.
 //! - Latencies go into HDR histograms (nanoseconds, 3 significant digits), one per client and
@@ -259,6 +262,18 @@ pub async fn run(args: BenchArgs, log_format: LogFormat) -> anyhow::Result<u8> {
         cluster.stop().await;
     }
     let report = outcome?;
+    if let Some(open) = &report.open_loop
+        && report.ops == 0
+        && report.errors == 0
+        && open.sent == 0
+    {
+        bail!(
+            "the clients never caught up with --rate {}: none of the {} requests scheduled \
+             after the warm-up was sent before the end; lower --rate or add --clients",
+            open.target_rate,
+            open.intended
+        );
+    }
     if report.ops == 0 {
         let kinds: Vec<String> = report
             .errors_by_kind
@@ -458,9 +473,9 @@ async fn wait_for_master(
     loop {
         match connection::find_master(settings).await {
             Ok(_) => return Ok(()),
-            Err(failure) if Instant::now() >= deadline => {
+            Err(why) if Instant::now() >= deadline => {
                 bail!(
-                    "no master found within {:.1} s: {failure}",
+                    "no master found within {:.1} s: {why}",
                     patience.as_secs_f64()
                 )
             }
@@ -560,21 +575,29 @@ impl Client {
             if intended >= self.clock.end || *self.stop.borrow() {
                 break;
             }
-            if intended > Instant::now() {
+            let now = Instant::now();
+            // Idle at the slot: wait for it, and count from the actual send, so the timer's
+            // lateness (the generator's, not the cluster's) is not counted. Still busy with
+            // the previous request at the slot: send at once and count from the slot, so the
+            // time the cluster kept this request waiting is counted.
+            let counted_from = if intended > now {
                 tokio::select! {
                     () = tokio::time::sleep_until(intended) => {}
                     _ = self.stop.changed() => break,
                 }
-            } else if Instant::now() >= self.clock.end {
+                Instant::now()
+            } else if now >= self.clock.end {
                 // Behind schedule at the end: the remaining slots are not sent.
                 break;
-            }
+            } else {
+                intended
+            };
             let (op, request) = self.shape.next(&mut self.rng);
             let result = self.conn.call(request).await;
             finished = Instant::now();
             if intended >= self.clock.measure_from {
                 sent += 1;
-                record(&mut tally, op, finished - intended, result);
+                record(&mut tally, op, finished - counted_from, result);
             }
             self.completed.fetch_add(1, Ordering::Relaxed);
         }
