@@ -236,6 +236,7 @@ fn bad_options_are_clear_errors_with_exit_code_2() {
         (&["--duration", "2x"][..], "--duration"),
         (&["--duration", "0s"][..], "--duration"),
         (&["--rate", "0"][..], "--rate"),
+        (&["--rate", "1e-300"][..], "--rate"),
         (&["--key-size", "8"][..], "--key-size"),
         (&["--workload", "nope"][..], "--workload"),
         (&["--local", "--cluster-config", "x.toml"][..], "--local"),

@@ -99,10 +99,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try 500ms, 10s, 2m)"))?;
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 {
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(format!("`{text}` is not a duration between 0 and 24 hours"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// The checked settings of a run.
@@ -129,9 +129,9 @@ impl Plan {
             bail!("--duration must be more than 0");
         }
         if let Some(rate) = args.rate
-            && !(rate.is_finite() && rate > 0.0 && rate <= 1e9)
+            && !(rate.is_finite() && (0.001..=1e9).contains(&rate))
         {
-            bail!("--rate must be a number of requests per second above 0 (and at most 1e9)");
+            bail!("--rate must be between 0.001 and 1e9 requests per second, not {rate}");
         }
         if !(0.0..=1.0).contains(&args.read_ratio) {
             bail!(
@@ -702,6 +702,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("-0s"), Ok(Duration::ZERO));
         for bad in ["", "s", "2x", "-1s", "NaNs", "infs", "1e9s", "2 h"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(bad.trim()), "{bad}: {err}");
