@@ -47,6 +47,8 @@ pub enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Load generator: closed or open loop, HDR latency percentiles, a table or JSON.
+    Bench(BenchArgs),
     /// Offline write-ahead-log tools (run them on a stopped node).
     Wal {
         #[command(subcommand)]
@@ -174,6 +176,103 @@ pub struct RangeArgs {
     /// At most this many results (negative: all).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub max: i32,
+}
+
+/// `bench ...`: see `bench/mod.rs` for the measurement rules and the JSON schema.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Start a throwaway cluster (temporary directory, OS-chosen ports) and bench it; it is
+    /// stopped and its directory deleted at the end.
+    #[arg(long, conflicts_with_all = ["cluster_config", "dir"])]
+    pub local: bool,
+    /// Nodes of the `--local` cluster.
+    #[arg(long, default_value_t = 3, requires = "local",
+          value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub local_nodes: u16,
+    /// What each request does.
+    #[arg(long, visible_alias = "op", value_enum, default_value_t = Workload::Set)]
+    pub workload: Workload,
+    /// Consistency of the reads (get, mixed, range, prefix). `at-least` uses the master's
+    /// applied index read after the prefill.
+    #[arg(long, value_enum, default_value_t = BenchConsistency::Consistent)]
+    pub consistency: BenchConsistency,
+    /// Measured time, after the warm-up (`500ms`, `10s`, `2m`; a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Load before the measured time whose results are discarded (`0s`: none).
+    #[arg(long, default_value = "1s", value_parser = crate::bench::parse_duration)]
+    pub warmup: std::time::Duration,
+    /// Concurrent clients, each with at most one request in flight.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: u32,
+    /// TCP connections the clients share (client i uses connection i mod C; requests of the
+    /// clients on one connection are pipelined). Default: one per client.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: Option<u32>,
+    /// Open loop: this many requests per second in all, spread evenly over the clients, with
+    /// latency measured from each request's intended send time. Default: closed loop.
+    #[arg(long, value_name = "OPS_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Bytes per key (`bench/` and a zero-padded number).
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Key space: keys are drawn uniformly from this many.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+    /// `mixed`: the fraction of requests that are gets (the rest are sets).
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+    /// `sequence`: updates (sets) per sequence.
+    #[arg(long, default_value_t = 10)]
+    pub sequence_size: u32,
+    /// `range` and `prefix`: at most this many keys per answer.
+    #[arg(long, default_value_t = 10)]
+    pub range_size: u32,
+    /// Send every request to this node instead of the master (e.g. `any` reads on a slave).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Seed of the key choice (runs with the same seed send the same keys).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the result as one JSON object (schema `rarakoon-bench/1`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The bench workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// SET of a random key.
+    Set,
+    /// GET of a random (prefilled) key.
+    Get,
+    /// GETs and SETs, `--read-ratio` of them gets.
+    Mixed,
+    /// TEST_AND_SET of a random key from its prefilled value to the same value.
+    TestAndSet,
+    /// SEQUENCE of `--sequence-size` SETs of random keys.
+    Sequence,
+    /// RANGE: up to `--range-size` keys from a random key on.
+    Range,
+    /// PREFIX_KEYS: up to `--range-size` keys under a random key's prefix (it minus its last
+    /// two characters: up to 100 keys).
+    Prefix,
+}
+
+/// The consistency of bench reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchConsistency {
+    /// Served by the master under its lease.
+    Consistent,
+    /// Served by any node from its local store (no guarantees).
+    Any,
+    /// Served by a node that applied at least a given index.
+    AtLeast,
 }
 
 /// `admin ...`

@@ -70,17 +70,36 @@ pub fn generate_config(nodes: usize) -> anyhow::Result<ClusterConfig> {
             "note: the standard ports {FIRST_CLIENT_PORT}.. / {FIRST_MESSAGING_PORT}.. are busy; \
              using ports chosen by the OS (recorded in the config for the next start)"
         );
-        let mut held = Vec::new();
-        let mut ports = Vec::new();
-        for _ in 0..nodes {
-            let (c, lc) = os_port()?;
-            let (m, lm) = os_port()?;
-            held.push(lc);
-            held.push(lm);
-            ports.push((c, m));
-        }
-        ports
+        os_ports(nodes)?
     };
+    Ok(config_on_ports(&ports))
+}
+
+/// A config for nodes on ports the OS hands out, never the standard ones (a throwaway cluster,
+/// such as `bench --local`'s, must not take the ports a `local` cluster may want).
+pub(crate) fn generate_config_on_os_ports(nodes: usize) -> anyhow::Result<ClusterConfig> {
+    if nodes == 0 || nodes > 9 {
+        bail!("a local cluster has between 1 and 9 nodes, not {nodes}");
+    }
+    Ok(config_on_ports(&os_ports(nodes)?))
+}
+
+/// `(client, messaging)` ports for `nodes` nodes, all different, handed out by the OS.
+fn os_ports(nodes: usize) -> anyhow::Result<Vec<(u16, u16)>> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..nodes {
+        let (c, lc) = os_port()?;
+        let (m, lm) = os_port()?;
+        held.push(lc);
+        held.push(lm);
+        ports.push((c, m));
+    }
+    Ok(ports)
+}
+
+/// The local cluster's config for nodes on `(client, messaging)` ports.
+fn config_on_ports(ports: &[(u16, u16)]) -> ClusterConfig {
     let mut cluster = ClusterSection::new(LOCAL_CLUSTER_ID);
     cluster.lease_period_secs = LOCAL_LEASE_SECS;
     let nodes = ports
@@ -96,7 +115,7 @@ pub fn generate_config(nodes: usize) -> anyhow::Result<ClusterConfig> {
             )
         })
         .collect();
-    Ok(ClusterConfig { cluster, nodes })
+    ClusterConfig { cluster, nodes }
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -159,7 +178,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The running child nodes: each child is owned by a task that waits for its exit, so the
 /// first exit is seen at once; aborting a task drops its `Child`, which kills the process.
-struct Children {
+pub(crate) struct Children {
     waits: JoinSet<(String, String)>,
     pids: Vec<(String, u32)>,
 }
@@ -186,7 +205,7 @@ impl Children {
     }
 
     /// Resolves when any child exits, with its name and status.
-    async fn first_exit(&mut self) -> (String, String) {
+    pub(crate) async fn first_exit(&mut self) -> (String, String) {
         match self.waits.join_next().await {
             Some(Ok(exit)) => exit,
             Some(Err(e)) => ("?".to_owned(), format!("waiting task failed: {e}")),
@@ -195,22 +214,27 @@ impl Children {
     }
 
     /// SIGTERM to every child, then wait; kill those still running after the grace period.
-    async fn stop_all(mut self) {
+    async fn stop_all(self) {
+        self.stop_all_reporting(|line| println!("{line}")).await;
+    }
+
+    /// [`Children::stop_all`], handing each progress line to `say` instead of stdout.
+    pub(crate) async fn stop_all_reporting(mut self, say: impl Fn(String)) {
         for (_, pid) in &self.pids {
             send_sigterm(*pid).await;
         }
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
         loop {
             match tokio::time::timeout_at(deadline, self.waits.join_next()).await {
-                Ok(Some(Ok((name, status)))) => println!("  {name} stopped ({status})"),
-                Ok(Some(Err(e))) => println!("  a waiting task failed: {e}"),
+                Ok(Some(Ok((name, status)))) => say(format!("  {name} stopped ({status})")),
+                Ok(Some(Err(e))) => say(format!("  a waiting task failed: {e}")),
                 Ok(None) => break,
                 Err(_) => {
-                    println!(
+                    say(format!(
                         "  {} node(s) did not stop within {} s; killing them",
                         self.waits.len(),
                         STOP_GRACE.as_secs()
-                    );
+                    ));
                     // Dropping the tasks drops their `Child`ren, which kills them.
                     self.waits.shutdown().await;
                     break;
@@ -231,35 +255,7 @@ pub async fn run(
     let (config_file, config) = load_or_create(&dir, nodes)?;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
     let mut signals = signals::StopSignals::install().context("cannot install signal handlers")?;
-
-    let mut children = Children::new();
-    for node in &config.nodes {
-        let log_path = dir.join(format!("{}.log", node.name));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open log file {}", log_path.display()))?;
-        let spawned = Command::new(&exe)
-            .arg("--config")
-            .arg(&config_file)
-            .arg("--node")
-            .arg(&node.name)
-            .arg("--log-format")
-            .arg(log_format.as_arg())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn();
-        match spawned {
-            Ok(child) => children.add(node.name.clone(), child),
-            Err(e) => {
-                children.stop_all().await;
-                return Err(e).with_context(|| format!("cannot start {}", node.name));
-            }
-        }
-    }
+    let mut children = spawn_nodes(&exe, &config_file, &config, &dir, log_format).await?;
 
     println!("Rarakoon local cluster `{}` is starting", config.cluster.id);
     println!("  directory: {}", dir.display());
@@ -294,11 +290,51 @@ pub async fn run(
     outcome
 }
 
+/// Starts every node of `config` as a child process of `exe`, logs in `<dir>/<node>.log`; on a
+/// failure the nodes already started are stopped again.
+pub(crate) async fn spawn_nodes(
+    exe: &Path,
+    config_file: &Path,
+    config: &ClusterConfig,
+    dir: &Path,
+    log_format: LogFormat,
+) -> anyhow::Result<Children> {
+    let mut children = Children::new();
+    for node in &config.nodes {
+        let log_path = dir.join(format!("{}.log", node.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open log file {}", log_path.display()))?;
+        let spawned = Command::new(exe)
+            .arg("--config")
+            .arg(config_file)
+            .arg("--node")
+            .arg(&node.name)
+            .arg("--log-format")
+            .arg(log_format.as_arg())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn();
+        match spawned {
+            Ok(child) => children.add(node.name.clone(), child),
+            Err(e) => {
+                children.stop_all().await;
+                return Err(e).with_context(|| format!("cannot start {}", node.name));
+            }
+        }
+    }
+    Ok(children)
+}
+
 /// How long `local` waits for a master before saying so.
 const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// Asks the nodes who is master until one confirms it (bounded by [`READY_WAIT`]).
-async fn wait_for_master(config: &ClusterConfig) -> Option<String> {
+pub(crate) async fn wait_for_master(config: &ClusterConfig) -> Option<String> {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     let ask = |addr| {
         crate::direct::call(

@@ -1,7 +1,8 @@
 //! rarakoon-bin: the command-line entry point (run a node, `local`, client/admin commands,
-//! config checks and offline tools). See `cli.rs` for the commands and `exit.rs` for the exit
+//! `bench`, config checks and offline tools). See `cli.rs` for the commands and `exit.rs` for the exit
 //! codes.
 
+mod bench;
 mod check_config;
 mod cli;
 mod client_cmd;
@@ -69,6 +70,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::Client(args)) => client_cmd::run_client(args).await,
         Some(Command::Admin(args)) => client_cmd::run_admin(args).await,
+        Some(Command::Bench(args)) => bench::run(args, cli.log_format).await,
         Some(Command::Wal { command }) => match command {
             cli::WalCommand::Dump { dir } => offline::wal(&dir, true),
             cli::WalCommand::Verify { dir } => offline::wal(&dir, false),
