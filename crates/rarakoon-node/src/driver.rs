@@ -344,6 +344,14 @@ impl Driver {
         }
     }
 
+    /// How long writes in flight may take to finish after [`Input::Shutdown`] (default: 40
+    /// ticks, about one lease period).
+    #[must_use]
+    pub fn with_drain_grace(mut self, grace: Duration) -> Self {
+        self.drain_grace = grace;
+        self
+    }
+
     /// Starts the core from the recovered state. An error (the core refuses the state) is
     /// fatal: the node must not run.
     pub fn start(&mut self, recovered: RecoveredState) -> Result<(), String> {
@@ -804,6 +812,58 @@ mod tests {
             "n0".to_owned(),
         );
         (driver, jobs_rx)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn raw_boottime() -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        u64::try_from(t.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap()
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_boot_clock_reads_clock_boottime_and_never_goes_back() {
+        let before = raw_boottime();
+        let clock = Clock::boot();
+        let after = raw_boottime();
+        let Clock::Boot { zero } = clock else {
+            panic!("not the boot clock")
+        };
+        // The node's zero is a CLOCK_BOOTTIME reading (CLOCK_MONOTONIC lags it by the time the
+        // machine spent suspended, so a monotonic reading would fall outside after a suspend).
+        assert!(before <= zero && zero <= after, "{before} {zero} {after}");
+        let mut last = clock.now();
+        for _ in 0..10_000 {
+            let now = clock.now();
+            assert!(now >= last);
+            last = now;
+        }
+        let outer_before = raw_boottime();
+        let t = clock.now();
+        let outer_after = raw_boottime();
+        assert!(outer_before - zero <= t && t <= outer_after - zero);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_view_judges_the_lease_by_the_clock_the_core_is_given() {
+        let (driver, _jobs) = driver();
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&driver.shared.store),
+            0,
+            Clock::tokio(),
+            Duration::from_secs(1),
+        ));
+        let lease = 100_000_000;
+        {
+            let mut view = shared.view.lock().unwrap();
+            view.role = NodeRole::Master;
+            view.lease_expires = Some(shared.now() + lease);
+        }
+        assert!(shared.holds_lease());
+        tokio::time::advance(Duration::from_nanos(lease - 1)).await;
+        assert!(shared.holds_lease());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        assert!(!shared.holds_lease(), "the lease outlived the clock");
     }
 
     fn chunk() -> PeerMessage {

@@ -196,3 +196,36 @@ fn a_catch_up_request_the_log_cannot_serve_does_not_stop_the_storage_thread() {
     drop(jobs_tx);
     handle.join().unwrap();
 }
+
+#[test]
+fn an_undecodable_committed_entry_stops_recovery_naming_its_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let garbage = Value::Batch(vec![Proposal {
+        id: ProposalId(9),
+        payload: vec![0xFF, 0x00, 0x13],
+    }]);
+    persist_all(
+        &cfg,
+        vec![Persist {
+            ticket: 1,
+            promise: None,
+            entries: vec![entry(1, 3, set("a", "1")), entry(2, 3, garbage)],
+            committed: 2,
+        }],
+    );
+    let error = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(
+            &error,
+            storage::StorageError::Undecodable(e) if e.index == 2 && e.proposal == 9
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("committed entry 2 cannot be applied"),
+        "{text}"
+    );
+    assert!(text.contains("upgrade this node"), "{text}");
+}
