@@ -57,7 +57,7 @@ mod update;
 mod user_function;
 
 pub use error::{SnapshotError, StaleIndex, StoreError, codes};
-pub use query::KeyRange;
+pub use query::{KeyRange, ReadLimit, ReadLimits, ReadTooLarge};
 pub use snapshot::SnapshotLoader;
 pub use store::{Store, StoreStats};
 pub use transaction::Transaction;

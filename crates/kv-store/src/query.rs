@@ -107,6 +107,142 @@ fn scan<'m>(
         .flatten()
 }
 
+/// What one read may make the store scan and hand out: at most `max_results` results and
+/// `max_bytes` bytes of keys and values. A scan stops as soon as it would go past either, so
+/// the time a caller holds the store's lock for one read is bounded too.
+///
+/// Arakoon clients send `max = -1` ("all"); with these limits that still works for every answer
+/// within them, and a larger one is refused with [`ReadTooLarge`] instead of being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most results (keys or pairs) in one answer.
+    pub max_results: usize,
+    /// Most key and value bytes in one answer.
+    pub max_bytes: usize,
+}
+
+impl ReadLimits {
+    /// The default: 100 000 results and 16 MiB (see the node README).
+    pub const DEFAULT: ReadLimits = ReadLimits {
+        max_results: 100_000,
+        max_bytes: 16 * 1024 * 1024,
+    };
+
+    /// No limit (only for callers that own the whole store, like tools and tests).
+    pub const UNLIMITED: ReadLimits = ReadLimits {
+        max_results: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits::DEFAULT
+    }
+}
+
+/// Which limit of [`ReadLimits`] an answer would have exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// `max_results`.
+    Results(usize),
+    /// `max_bytes`.
+    Bytes(usize),
+}
+
+/// A read whose answer would exceed the read limits; nothing was returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}; ask for fewer (a smaller max, a narrower range) or in pages", match .limit {
+    ReadLimit::Results(n) => format!("the answer has more than max_results = {n} results"),
+    ReadLimit::Bytes(n) => format!("the answer has more than max_bytes = {n} bytes of keys and values"),
+})]
+pub struct ReadTooLarge {
+    /// The limit that was hit.
+    pub limit: ReadLimit,
+}
+
+/// Takes at most `max` items of `items` within `limits`, `size` giving each item's bytes.
+fn bounded<T>(
+    items: impl Iterator<Item = T>,
+    max: i32,
+    limits: ReadLimits,
+    size: impl Fn(&T) -> usize,
+) -> Result<Vec<T>, ReadTooLarge> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for item in items.take(limit(max)) {
+        if out.len() >= limits.max_results {
+            return Err(ReadTooLarge {
+                limit: ReadLimit::Results(limits.max_results),
+            });
+        }
+        bytes = bytes.saturating_add(size(&item));
+        if bytes > limits.max_bytes {
+            return Err(ReadTooLarge {
+                limit: ReadLimit::Bytes(limits.max_bytes),
+            });
+        }
+        out.push(item);
+    }
+    Ok(out)
+}
+
+pub(crate) fn range_bounded(
+    map: &Map,
+    range: &KeyRange<'_>,
+    max: i32,
+    limits: ReadLimits,
+) -> Result<Vec<Bytes>, ReadTooLarge> {
+    let keys = bounded(scan(map, range).map(|(k, _)| k), max, limits, |k| k.len())?;
+    Ok(keys.into_iter().map(key_bytes).collect())
+}
+
+pub(crate) fn range_entries_bounded(
+    map: &Map,
+    range: &KeyRange<'_>,
+    max: i32,
+    limits: ReadLimits,
+) -> Result<Vec<(Bytes, Bytes)>, ReadTooLarge> {
+    let pairs = bounded(scan(map, range), max, limits, |(k, v)| k.len() + v.len())?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (key_bytes(k), v.clone()))
+        .collect())
+}
+
+pub(crate) fn rev_range_entries_bounded(
+    map: &Map,
+    high_low: &KeyRange<'_>,
+    max: i32,
+    limits: ReadLimits,
+) -> Result<Vec<(Bytes, Bytes)>, ReadTooLarge> {
+    let ascending = KeyRange {
+        first: high_low.last,
+        first_inclusive: high_low.last_inclusive,
+        last: high_low.first,
+        last_inclusive: high_low.first_inclusive,
+    };
+    let pairs = bounded(scan(map, &ascending).rev(), max, limits, |(k, v)| {
+        k.len() + v.len()
+    })?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (key_bytes(k), v.clone()))
+        .collect())
+}
+
+pub(crate) fn prefix_keys_bounded(
+    map: &Map,
+    prefix: &[u8],
+    max: i32,
+    limits: ReadLimits,
+) -> Result<Vec<Bytes>, ReadTooLarge> {
+    let keys = bounded(prefix_scan(map, prefix).map(|(k, _)| k), max, limits, |k| {
+        k.len()
+    })?;
+    Ok(keys.into_iter().map(key_bytes).collect())
+}
+
 pub(crate) fn range(map: &Map, range: &KeyRange<'_>, max: i32) -> Vec<Bytes> {
     scan(map, range)
         .take(limit(max))
@@ -183,6 +319,100 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    fn map_of(n: usize, value_len: usize) -> Map {
+        (0..n)
+            .map(|i| {
+                (
+                    StoredKey::from_slice(format!("k{i:06}").as_bytes()),
+                    Bytes::from(vec![b'v'; value_len]),
+                )
+            })
+            .collect()
+    }
+
+    const SMALL: ReadLimits = ReadLimits {
+        max_results: 10,
+        max_bytes: 1000,
+    };
+
+    #[test]
+    fn an_answer_within_the_limits_is_the_unlimited_answer() {
+        let map = map_of(10, 3);
+        let all = KeyRange::all();
+        // max = -1 ("all", what Arakoon clients send) keeps working on small stores.
+        assert_eq!(
+            range_bounded(&map, &all, -1, SMALL).unwrap(),
+            range(&map, &all, -1)
+        );
+        assert_eq!(
+            range_entries_bounded(&map, &all, -1, SMALL).unwrap(),
+            range_entries(&map, &all, -1)
+        );
+        assert_eq!(
+            rev_range_entries_bounded(&map, &all, -1, SMALL).unwrap(),
+            rev_range_entries(&map, &all, -1)
+        );
+        assert_eq!(
+            prefix_keys_bounded(&map, b"k", -1, SMALL).unwrap(),
+            prefix_keys(&map, b"k", -1)
+        );
+        assert_eq!(
+            range_bounded(&map, &all, 0, SMALL).unwrap(),
+            Vec::<Bytes>::new()
+        );
+    }
+
+    #[test]
+    fn a_store_larger_than_the_limits_still_answers_a_bounded_max() {
+        let map = map_of(1000, 3);
+        let all = KeyRange::all();
+        assert_eq!(range_bounded(&map, &all, 10, SMALL).unwrap().len(), 10);
+        assert_eq!(
+            rev_range_entries_bounded(&map, &all, 5, SMALL).unwrap(),
+            rev_range_entries(&map, &all, 5)
+        );
+    }
+
+    #[test]
+    fn too_many_results_are_refused_naming_the_limit() {
+        let map = map_of(11, 0);
+        let all = KeyRange::all();
+        let e = range_bounded(&map, &all, -1, SMALL).unwrap_err();
+        assert_eq!(e.limit, ReadLimit::Results(10));
+        assert!(e.to_string().contains("max_results = 10"), "{e}");
+        assert!(range_entries_bounded(&map, &all, -1, SMALL).is_err());
+        assert!(rev_range_entries_bounded(&map, &all, i32::MIN, SMALL).is_err());
+        assert!(prefix_keys_bounded(&map, b"", -1, SMALL).is_err());
+        assert!(range_bounded(&map, &all, 11, SMALL).is_err());
+        assert!(range_bounded(&map, &all, 10, SMALL).is_ok());
+    }
+
+    #[test]
+    fn too_many_bytes_are_refused_naming_the_limit() {
+        // 5 pairs of 7-byte keys and 300-byte values: 1535 bytes > 1000.
+        let map = map_of(5, 300);
+        let all = KeyRange::all();
+        let e = range_entries_bounded(&map, &all, -1, SMALL).unwrap_err();
+        assert_eq!(e.limit, ReadLimit::Bytes(1000));
+        assert!(e.to_string().contains("max_bytes = 1000"), "{e}");
+        assert!(rev_range_entries_bounded(&map, &all, -1, SMALL).is_err());
+        // Keys alone (35 bytes) fit.
+        assert_eq!(range_bounded(&map, &all, -1, SMALL).unwrap().len(), 5);
+        let one_byte = ReadLimits {
+            max_results: 10,
+            max_bytes: 6,
+        };
+        assert!(prefix_keys_bounded(&map, b"k", -1, one_byte).is_err());
+        let exact = ReadLimits {
+            max_results: usize::MAX,
+            max_bytes: 5 * 307,
+        };
+        assert_eq!(
+            range_entries_bounded(&map, &all, -1, exact).unwrap().len(),
+            5
+        );
+    }
 
     #[test]
     fn negative_max_is_unlimited_and_zero_is_nothing() {

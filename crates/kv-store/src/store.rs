@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::apply::{execute, needs_undo};
-use crate::query::{self, KeyRange};
+use crate::query::{self, KeyRange, ReadLimits, ReadTooLarge};
 use crate::transaction::{Data, Transaction, Undo};
 use crate::update::{Update, UpdateOutcome};
 use crate::user_function::UserFunctionRegistry;
@@ -251,6 +251,59 @@ impl Store {
     #[must_use]
     pub fn prefix_keys(&self, prefix: &[u8], max: i32) -> Vec<Bytes> {
         query::prefix_keys(&self.data.map, prefix, max)
+    }
+
+    /// [`Store::range`] within `limits`: the same answer, or [`ReadTooLarge`] (without
+    /// scanning further) when it would exceed them.
+    ///
+    /// # Errors
+    /// [`ReadTooLarge`] naming the limit.
+    pub fn range_limited(
+        &self,
+        range: &KeyRange<'_>,
+        max: i32,
+        limits: ReadLimits,
+    ) -> Result<Vec<Bytes>, ReadTooLarge> {
+        query::range_bounded(&self.data.map, range, max, limits)
+    }
+
+    /// [`Store::range_entries`] within `limits`.
+    ///
+    /// # Errors
+    /// [`ReadTooLarge`] naming the limit.
+    pub fn range_entries_limited(
+        &self,
+        range: &KeyRange<'_>,
+        max: i32,
+        limits: ReadLimits,
+    ) -> Result<Vec<(Bytes, Bytes)>, ReadTooLarge> {
+        query::range_entries_bounded(&self.data.map, range, max, limits)
+    }
+
+    /// [`Store::rev_range_entries`] within `limits`.
+    ///
+    /// # Errors
+    /// [`ReadTooLarge`] naming the limit.
+    pub fn rev_range_entries_limited(
+        &self,
+        range: &KeyRange<'_>,
+        max: i32,
+        limits: ReadLimits,
+    ) -> Result<Vec<(Bytes, Bytes)>, ReadTooLarge> {
+        query::rev_range_entries_bounded(&self.data.map, range, max, limits)
+    }
+
+    /// [`Store::prefix_keys`] within `limits`.
+    ///
+    /// # Errors
+    /// [`ReadTooLarge`] naming the limit.
+    pub fn prefix_keys_limited(
+        &self,
+        prefix: &[u8],
+        max: i32,
+        limits: ReadLimits,
+    ) -> Result<Vec<Bytes>, ReadTooLarge> {
+        query::prefix_keys_bounded(&self.data.map, prefix, max, limits)
     }
 
     /// GET_KEY_COUNT: the number of keys.

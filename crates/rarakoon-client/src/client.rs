@@ -990,3 +990,54 @@ impl Client {
             Response::MigrateRange => ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::error_code::ErrorReply;
+    use crate::listener::{ConnectionInfo, Handler, Listener, ListenerConfig, Outcome};
+
+    /// A master that answers a set as a node does for a write in flight when it stopped, and
+    /// a delete as one that refused it before proposing (it was stopping).
+    struct Stopping;
+
+    impl Handler for Stopping {
+        async fn handle(&self, _c: &ConnectionInfo, request: Request) -> Outcome {
+            Outcome::new(match request {
+                Request::WhoMaster => Ok(Response::WhoMaster(Some(Bytes::from_static(b"n0")))),
+                Request::Set { .. } => Err(ErrorReply::new(
+                    ErrorCode::NoLongerMaster,
+                    "the node stopped while the write was in flight",
+                )),
+                _ => Err(ErrorReply::going_down()),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_may_have_happened_is_indeterminate_and_one_refused_is_not() {
+        let listener = Listener::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            ListenerConfig::new("t"),
+            Arc::new(Stopping),
+        )
+        .await
+        .unwrap();
+        let mut config = ClientConfig::new("t").node("n0", listener.local_addr());
+        config.retry_delay = Duration::from_millis(1);
+        let client = Client::new(config).unwrap();
+
+        let e = client.set("k", "v").await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Indeterminate { opcode: Opcode::Set, cause } if cause.contains("in flight")),
+            "{e:?}"
+        );
+        assert!(e.is_indeterminate());
+
+        let e = client.delete("k").await.unwrap_err();
+        assert!(matches!(e, Error::GoingDown(_)), "{e:?}");
+        assert!(!e.is_indeterminate());
+        listener.shutdown().await;
+    }
+}

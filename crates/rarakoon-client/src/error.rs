@@ -85,9 +85,12 @@ pub enum Error {
         /// The message.
         message: Message,
     },
-    /// A write was sent but its outcome is unknown (the connection failed or timed out after
-    /// the request left, or the master lost its role). It may or may not have been applied;
-    /// the client never retries it.
+    /// A write was sent but its outcome is unknown: the connection failed or timed out after
+    /// the request left, or the node answered `E_NO_LONGER_MASTER` (Arakoon's code for "may or
+    /// may not have happened": the master lost its role, or the node stopped, while the write
+    /// was in flight). It may or may not have been applied; the client never retries it. Match
+    /// it, or use [`Error::is_indeterminate`]. (`E_GOING_DOWN`, [`Error::GoingDown`], is
+    /// definite: the node refused the write before proposing it.)
     #[error("outcome of {opcode:?} unknown: {cause}")]
     Indeterminate {
         /// The write whose outcome is unknown.
@@ -157,6 +160,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the operation may or may not have taken effect: a write whose outcome is
+    /// unknown ([`Error::Indeterminate`], or a raw `E_NO_LONGER_MASTER`). A caller that must
+    /// know reads the key back before retrying a non-idempotent write. Every other error is
+    /// definite: the operation did not take effect.
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(self, Error::Indeterminate { .. } | Error::NoLongerMaster(_))
+    }
+
     /// The Arakoon return code this error carries, if it came from a server error frame.
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {

@@ -13,19 +13,38 @@
 //!   `Reply` live only until the end of the step, so nothing accumulates.
 //! - Nothing is sent that depends on a persist before it is durable: paxos-core defers such
 //!   messages itself until it receives `Event::Durable`.
-//! - The view the client handler reads (role, master, lease) is refreshed after every step.
+//! - The view the client handler reads (role, master, lease) is refreshed after every step,
+//!   and, when a step took permissions away (the node left the master role or its lease
+//!   shrank), BEFORE the first effect of that step runs: no message that gives up the lease
+//!   (`LeaseReleased`) leaves while the view still allows consistent reads or new writes.
+//!   `Effect::StoppedBeingMaster` publishes the view again, at once. Permissions a step grants
+//!   are published only after all its effects ran (its applies are in the store by then).
+//! - Ticks fire on time under any input load: each turn of the loop first steps a due tick,
+//!   then takes one input, so a saturated input channel delays a tick by at most one turn.
+//! - The driver never blocks its runtime thread on the disk: jobs go to the storage thread
+//!   through a bounded tokio channel with `try_send`; when it is full they wait, in order, in
+//!   a backlog, and the driver stops taking new inputs (back-pressure to clients and peers)
+//!   until the storage thread took them, while ticks and storage events go on.
+//! - A client write that was proposed and is still in flight when the driver stops is answered
+//!   [`WriteOutcome::Unfinished`] (it may still commit); one refused before being proposed
+//!   (draining, or still queued in the input channel) is answered [`WriteOutcome::GoingDown`].
+//! - The node's clock ([`Clock`]) is CLOCK_BOOTTIME on Linux: it counts time the machine was
+//!   suspended, so a master resumed from suspend sees its lease expired. The same clock feeds
+//!   the core and judges the lease in the view.
+//! - Anything the node cannot do safely is fatal: a core that refuses its recovered state, a
+//!   committed value that cannot be decoded, a storage thread that failed or stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kv_store::{Store, UpdateOutcome};
 use paxos_core::{
     Core, Effect, Event, Index, NodeId, NodeRole, ProposalId, RecoveredState, Reply, Time, Value,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::{self, Job, StorageEvent};
 use crate::transport::Transport;
@@ -44,7 +63,10 @@ pub enum WriteOutcome {
     Overloaded,
     /// Mastership was lost while in flight: it may or may not have been applied.
     Indeterminate,
-    /// The node is stopping.
+    /// The node stopped (or failed) while the write was in flight: it may or may not have been
+    /// applied (its value may still commit on the other nodes).
+    Unfinished,
+    /// The node is stopping and did not propose the write: it was not applied.
     GoingDown,
 }
 
@@ -72,9 +94,70 @@ pub enum Input {
         /// Where the result goes.
         reply: oneshot::Sender<Result<storage::CollapseReport, String>>,
     },
-    /// Stop: refuse new writes, give those in flight a grace period (about one lease period)
-    /// to finish, fail the rest with `E_GOING_DOWN`, and return.
+    /// Stop: refuse new writes (`E_GOING_DOWN`), give those in flight a grace period (about
+    /// one lease period) to finish, answer the rest as unfinished (`E_NO_LONGER_MASTER`: they
+    /// may still commit), and return.
     Shutdown,
+}
+
+/// The clock of a node: nanoseconds since the node started, never going backwards.
+///
+/// [`Clock::boot`] (production) reads CLOCK_BOOTTIME on Linux and Android, which, unlike
+/// CLOCK_MONOTONIC (`std::time::Instant`), keeps counting while the machine is suspended: a
+/// master whose machine slept past its lease sees the lease expired as soon as it runs again.
+/// Elsewhere it falls back to `std::time::Instant`. [`Clock::tokio`] follows tokio's clock,
+/// which a test can pause and advance; it is for tests and simulations.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// CLOCK_BOOTTIME, counted from `zero` (a raw reading of it).
+    Boot {
+        /// The raw reading at the node's start.
+        zero: u64,
+    },
+    /// tokio's clock, counted from `zero`.
+    Tokio {
+        /// The instant of the node's start.
+        zero: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// The production clock (CLOCK_BOOTTIME on Linux), starting now.
+    pub fn boot() -> Clock {
+        Clock::Boot { zero: boot_nanos() }
+    }
+
+    /// tokio's clock (pausable in tests), starting now.
+    pub fn tokio() -> Clock {
+        Clock::Tokio {
+            zero: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the clock was made.
+    pub fn now(&self) -> Time {
+        match self {
+            Clock::Boot { zero } => boot_nanos().saturating_sub(*zero),
+            Clock::Tokio { zero } => u64::try_from(zero.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A raw reading of CLOCK_BOOTTIME in nanoseconds (Linux, Android).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn boot_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// A raw reading of the monotonic clock in nanoseconds (systems without CLOCK_BOOTTIME).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn boot_nanos() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What the client handler may read about the node's role without asking the driver.
@@ -84,7 +167,7 @@ pub struct View {
     pub role: NodeRole,
     /// Known master.
     pub master: Option<NodeId>,
-    /// Local monotonic time until which this node holds the lease (master only).
+    /// Time of the node's [`Clock`] until which this node holds the lease (master only).
     pub lease_expires: Option<Time>,
     /// Committed index.
     pub committed: Index,
@@ -95,6 +178,29 @@ pub struct View {
     pub master_heard_at: Option<Time>,
 }
 
+impl View {
+    /// The view of a node that has not started its core yet.
+    pub fn starting(committed: Index) -> View {
+        View {
+            role: NodeRole::Starting,
+            master: None,
+            lease_expires: None,
+            committed,
+            last_index: committed,
+            master_heard_at: None,
+        }
+    }
+}
+
+/// Counters of the driver's work, observable while it runs (tests wait on them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Ticks stepped.
+    pub ticks: u64,
+    /// Jobs waiting for room in the storage thread's full queue.
+    pub jobs_waiting: usize,
+}
+
 /// State shared between the driver and the client handler.
 #[derive(Debug)]
 pub struct Shared {
@@ -102,16 +208,34 @@ pub struct Shared {
     pub store: Arc<RwLock<Store>>,
     /// The role view.
     pub view: Mutex<View>,
-    /// The zero of the node's monotonic clock.
-    pub clock_start: Instant,
+    /// The node's clock (the core's time and the lease's).
+    pub clock: Clock,
     /// How long a slave keeps naming a master it no longer hears from.
     pub master_silence: Duration,
+    /// The driver's counters.
+    pub progress: watch::Sender<Progress>,
 }
 
 impl Shared {
-    /// Monotonic time in nanoseconds since the node started.
+    /// Shared state around `store`, with a starting view.
+    pub fn new(
+        store: Arc<RwLock<Store>>,
+        committed: Index,
+        clock: Clock,
+        master_silence: Duration,
+    ) -> Shared {
+        Shared {
+            store,
+            view: Mutex::new(View::starting(committed)),
+            clock,
+            master_silence,
+            progress: watch::Sender::new(Progress::default()),
+        }
+    }
+
+    /// The node's time in nanoseconds since it started ([`Clock::now`]).
     pub fn now(&self) -> Time {
-        u64::try_from(self.clock_start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now()
     }
 
     /// A copy of the current view.
@@ -147,9 +271,12 @@ struct PendingWrite {
 /// The driver task's state.
 pub struct Driver {
     core: Core,
+    started: bool,
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
-    jobs: SyncSender<Job>,
+    jobs: mpsc::Sender<Job>,
+    /// Jobs the full storage queue could not take yet, in order.
+    backlog: VecDeque<Job>,
     pending: BTreeMap<u64, PendingWrite>,
     /// Outcomes applied in the current step whose `Reply::Committed` has not come yet.
     applied: BTreeMap<(Index, u64), UpdateOutcome>,
@@ -158,6 +285,7 @@ pub struct Driver {
     entropy: RandomState,
     entropy_counter: u64,
     tick: Duration,
+    next_tick: tokio::time::Instant,
     node_name: String,
     master_heard_at: Option<Time>,
     /// Set by `Input::Shutdown`: the time by which in-flight writes must have finished.
@@ -167,6 +295,8 @@ pub struct Driver {
     /// when no fetch runs) are dropped here, so a peer cannot fill the storage queue with
     /// megabyte chunks nobody asked for.
     fetching_from: Option<NodeId>,
+    /// Why the driver must stop (checked after every step).
+    fatal: Option<String>,
 }
 
 async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
@@ -176,21 +306,27 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Most inputs taken in one turn of the loop after the first (they share one view update).
+const INPUTS_PER_TURN: usize = 256;
+
 impl Driver {
-    /// A driver around a constructed (not yet started) core.
+    /// A driver around a constructed (not yet started) core; `jobs` is the storage thread's
+    /// queue (bounded: its bound is the disk's back-pressure).
     pub fn new(
         core: Core,
         shared: Arc<Shared>,
         transport: Arc<dyn Transport>,
-        jobs: SyncSender<Job>,
+        jobs: mpsc::Sender<Job>,
         tick: Duration,
         node_name: String,
     ) -> Self {
         Driver {
             core,
+            started: false,
             shared,
             transport,
             jobs,
+            backlog: VecDeque::new(),
             pending: BTreeMap::new(),
             applied: BTreeMap::new(),
             next_proposal: 1,
@@ -198,26 +334,73 @@ impl Driver {
             entropy: RandomState::new(),
             entropy_counter: 0,
             tick,
+            next_tick: tokio::time::Instant::now(),
             node_name,
             master_heard_at: None,
             draining: None,
             drain_grace: tick.saturating_mul(40),
             fetching_from: None,
+            fatal: None,
         }
     }
 
-    /// Runs until [`Input::Shutdown`], the inputs close, or storage fails. Returns the storage
-    /// failure, if that was the reason.
+    /// How long writes in flight may take to finish after [`Input::Shutdown`] (default: 40
+    /// ticks, about one lease period).
+    #[must_use]
+    pub fn with_drain_grace(mut self, grace: Duration) -> Self {
+        self.drain_grace = grace;
+        self
+    }
+
+    /// Starts the core from the recovered state. An error (the core refuses the state) is
+    /// fatal: the node must not run.
+    pub fn start(&mut self, recovered: RecoveredState) -> Result<(), String> {
+        if self.started {
+            return Err("the driver was already started".to_owned());
+        }
+        self.step(Event::Start(recovered));
+        if let Some(e) = self.fatal.take() {
+            return Err(format!(
+                "the consensus core cannot start from the recovered state: {e}"
+            ));
+        }
+        self.started = true;
+        self.publish_view();
+        Ok(())
+    }
+
+    /// Runs until [`Input::Shutdown`] (and the grace period), the inputs close, or something
+    /// fatal happens (storage failed, an undecodable committed value, ...), whose message it
+    /// returns. Call [`Driver::start`] first.
     pub async fn run(
         mut self,
-        recovered: RecoveredState,
         mut inputs: mpsc::Receiver<Input>,
         mut storage_events: mpsc::UnboundedReceiver<StorageEvent>,
     ) -> Result<(), String> {
-        self.step(Event::Start(recovered));
-        let mut ticker = tokio::time::interval(self.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if !self.started {
+            return self.finish(
+                Err("the driver ran before it was started".to_owned()),
+                inputs,
+            );
+        }
+        let jobs = self.jobs.clone();
+        self.next_tick = tokio::time::Instant::now() + self.tick;
         let result = loop {
+            if let Some(e) = self.fatal.take() {
+                tracing::error!(node = %self.node_name, "stopping: {e}");
+                break Err(e);
+            }
+            if self.draining.is_some() && self.pending.is_empty() {
+                break Ok(());
+            }
+            // A due tick goes first, whatever else is queued.
+            if tokio::time::Instant::now() >= self.next_tick {
+                self.on_tick();
+                self.publish_view();
+                continue;
+            }
+            let blocked = !self.backlog.is_empty();
+            let next_tick = self.next_tick;
             let drain_deadline = self.draining;
             tokio::select! {
                 biased;
@@ -226,39 +409,73 @@ impl Driver {
                     Some(event) => self.on_storage(event),
                     None => break Err("the storage thread stopped".to_owned()),
                 },
-                input = inputs.recv() => match input {
+                permit = jobs.reserve(), if blocked => match permit {
+                    Ok(permit) => {
+                        if let Some(job) = self.backlog.pop_front() {
+                            permit.send(job);
+                        }
+                        self.flush_backlog();
+                    }
+                    Err(_) => break Err("the storage thread stopped".to_owned()),
+                },
+                input = inputs.recv(), if !blocked => match input {
                     None => break Ok(()),
                     Some(input) => self.on_input(input),
                 },
-                _ = ticker.tick() => self.step(Event::Tick),
+                () = tokio::time::sleep_until(next_tick) => self.on_tick(),
                 () = sleep_until_or_forever(drain_deadline) => {
                     tracing::warn!(
                         pending = self.pending.len(),
-                        "writes still in flight at the end of the shutdown grace period fail with E_GOING_DOWN"
+                        "writes still in flight at the end of the shutdown grace period are \
+                         answered E_NO_LONGER_MASTER (they may still commit)"
                     );
                     break Ok(());
                 }
             }
-            // Take whatever else is already queued before publishing the view.
-            for _ in 0..256 {
+            // Take whatever else is already queued before publishing the view, unless the
+            // disk is behind, a tick is due or the driver must stop.
+            for _ in 0..INPUTS_PER_TURN {
+                if !self.backlog.is_empty()
+                    || self.fatal.is_some()
+                    || tokio::time::Instant::now() >= self.next_tick
+                {
+                    break;
+                }
                 match inputs.try_recv() {
                     Ok(input) => self.on_input(input),
                     Err(_) => break,
                 }
             }
             self.publish_view();
-            if self.draining.is_some() && self.pending.is_empty() {
-                break Ok(());
-            }
         };
-        self.finish(result)
+        self.finish(result, inputs)
     }
 
-    fn finish(mut self, result: Result<(), String>) -> Result<(), String> {
+    fn finish(
+        mut self,
+        result: Result<(), String>,
+        mut inputs: mpsc::Receiver<Input>,
+    ) -> Result<(), String> {
+        // Proposed and not answered: the value may still commit (here before the stop, or on
+        // the other nodes), so the outcome is unknown.
         for (_, p) in std::mem::take(&mut self.pending) {
-            let _ = p.reply.send(WriteOutcome::GoingDown);
+            let _ = p.reply.send(WriteOutcome::Unfinished);
         }
+        // Still in the input channel: never proposed.
+        inputs.close();
+        while let Ok(input) = inputs.try_recv() {
+            if let Input::Propose { reply, .. } = input {
+                let _ = reply.send(WriteOutcome::GoingDown);
+            }
+        }
+        self.publish_stopped();
         result
+    }
+
+    fn on_tick(&mut self) {
+        self.step(Event::Tick);
+        self.next_tick = tokio::time::Instant::now() + self.tick;
+        self.shared.progress.send_modify(|p| p.ticks += 1);
     }
 
     fn on_input(&mut self, input: Input) {
@@ -296,7 +513,6 @@ impl Driver {
             }
         }
     }
-
     fn on_peer(&mut self, from: NodeId, msg: PeerMessage) {
         match msg {
             PeerMessage::Paxos(msg) => {
@@ -346,27 +562,97 @@ impl Driver {
         }
     }
 
+    /// Queues `job` for the storage thread without ever blocking: when its queue is full the
+    /// job waits in the backlog (in order), and the loop stops taking inputs until the storage
+    /// thread made room.
     fn submit(&mut self, job: Job) {
-        // The storage thread's queue is bounded; blocking here is the back-pressure that keeps
-        // the driver from running ahead of the disk.
-        if self.jobs.send(job).is_err() {
-            tracing::error!("the storage thread is gone; the job is dropped");
+        if self.backlog.is_empty() {
+            match self.jobs.try_send(job) {
+                Ok(()) => return,
+                Err(TrySendError::Full(job)) => self.backlog.push_back(job),
+                Err(TrySendError::Closed(_)) => {
+                    self.fatal
+                        .get_or_insert_with(|| "the storage thread stopped".to_owned());
+                    return;
+                }
+            }
+        } else {
+            self.backlog.push_back(job);
         }
+        self.note_backlog();
+    }
+
+    /// Moves backlog jobs to the storage queue while it has room.
+    fn flush_backlog(&mut self) {
+        while let Some(job) = self.backlog.pop_front() {
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    self.backlog.push_front(job);
+                    break;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    self.fatal
+                        .get_or_insert_with(|| "the storage thread stopped".to_owned());
+                    break;
+                }
+            }
+        }
+        self.note_backlog();
+    }
+
+    fn note_backlog(&self) {
+        let waiting = self.backlog.len();
+        self.shared.progress.send_if_modified(|p| {
+            let changed = p.jobs_waiting != waiting;
+            p.jobs_waiting = waiting;
+            changed
+        });
     }
 
     fn step(&mut self, event: Event) {
+        if self.fatal.is_some() {
+            return;
+        }
         let now = self.shared.now();
         self.entropy_counter += 1;
         let entropy = self.entropy.hash_one(self.entropy_counter);
         let mut effects = std::mem::take(&mut self.effects);
         if let Err(e) = self.core.step(now, entropy, event, &mut effects) {
-            tracing::error!("consensus core refused an event: {e}");
+            self.fatal = Some(format!("the consensus core refused an event: {e}"));
+            effects.clear();
         }
+        // Permissions this step took away are withdrawn before any of its effects (a
+        // `LeaseReleased` among them) leaves the node.
+        self.publish_if_narrowed();
         for effect in effects.drain(..) {
-            self.execute(effect);
+            // After a fatal error nothing more is applied, answered or sent.
+            if self.fatal.is_none() {
+                self.execute(effect);
+            }
         }
         self.effects = effects;
         self.applied.clear();
+        if self.fatal.is_some() {
+            self.publish_stopped();
+        }
+    }
+
+    /// Publishes the view now if the core's state allows less than the published view does:
+    /// it left the master role, or its lease ends earlier (or is gone).
+    fn publish_if_narrowed(&self) {
+        let published = self.shared.view();
+        let role = self.core.status().role;
+        let lease = self.core.lease_expires();
+        let left_office = published.role == NodeRole::Master && role != NodeRole::Master;
+        let lease_shrank = match (published.lease_expires, lease) {
+            (Some(_), None) => true,
+            (Some(old), Some(new)) => new < old,
+            (None, _) => false,
+        };
+        if left_office || lease_shrank {
+            self.publish_view();
+        }
     }
 
     fn execute(&mut self, effect: Effect) {
@@ -380,6 +666,9 @@ impl Driver {
                 tracing::info!(node = %self.node_name, "became master");
             }
             Effect::StoppedBeingMaster => {
+                // Before any later effect (a `LeaseReleased`): no more consistent reads or
+                // new writes from here on.
+                self.publish_view();
                 tracing::info!(node = %self.node_name, "stopped being master");
             }
             Effect::ServeCatchUp { peer, from, up_to } => {
@@ -415,7 +704,14 @@ impl Driver {
     }
 
     fn apply(&mut self, index: Index, value: &Value) {
-        let updates = storage::batch_updates(index, value);
+        let updates = match storage::batch_updates(index, value) {
+            Ok(updates) => updates,
+            Err(e) => {
+                // Skipping it would make this node diverge from those that applied it.
+                self.fatal = Some(e.to_string());
+                return;
+            }
+        };
         let outcomes = {
             let mut store = self
                 .shared
@@ -450,6 +746,19 @@ impl Driver {
         }
     }
 
+    /// The view of a node that serves nothing any more (stopped, or stopping on an error):
+    /// no consistent reads (its store may miss committed values), no writes.
+    fn publish_stopped(&self) {
+        let status = self.core.status();
+        let mut view = View::starting(status.committed);
+        view.last_index = status.last_index;
+        *self
+            .shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = view;
+    }
+
     fn publish_view(&self) {
         let status = self.core.status();
         let view = View {
@@ -482,25 +791,18 @@ mod tests {
         fn broadcast(&self, _: PeerMessage) {}
     }
 
-    fn driver() -> (Driver, std::sync::mpsc::Receiver<Job>) {
+    fn driver() -> (Driver, mpsc::Receiver<Job>) {
         let config = paxos_core::Config::new(NodeId(0), vec![Role::Voter; 3], 1_000_000_000);
         let core = Core::new(config).unwrap();
-        let shared = Arc::new(Shared {
-            store: Arc::new(RwLock::new(Store::new(Arc::new(
+        let shared = Arc::new(Shared::new(
+            Arc::new(RwLock::new(Store::new(Arc::new(
                 UserFunctionRegistry::new(),
             )))),
-            view: Mutex::new(View {
-                role: NodeRole::Starting,
-                master: None,
-                lease_expires: None,
-                committed: 0,
-                last_index: 0,
-                master_heard_at: None,
-            }),
-            clock_start: Instant::now(),
-            master_silence: Duration::from_secs(1),
-        });
-        let (jobs, jobs_rx) = std::sync::mpsc::sync_channel(16);
+            0,
+            Clock::boot(),
+            Duration::from_secs(1),
+        ));
+        let (jobs, jobs_rx) = mpsc::channel(16);
         let driver = Driver::new(
             core,
             shared,
@@ -510,6 +812,58 @@ mod tests {
             "n0".to_owned(),
         );
         (driver, jobs_rx)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn raw_boottime() -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        u64::try_from(t.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap()
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_boot_clock_reads_clock_boottime_and_never_goes_back() {
+        let before = raw_boottime();
+        let clock = Clock::boot();
+        let after = raw_boottime();
+        let Clock::Boot { zero } = clock else {
+            panic!("not the boot clock")
+        };
+        // The node's zero is a CLOCK_BOOTTIME reading (CLOCK_MONOTONIC lags it by the time the
+        // machine spent suspended, so a monotonic reading would fall outside after a suspend).
+        assert!(before <= zero && zero <= after, "{before} {zero} {after}");
+        let mut last = clock.now();
+        for _ in 0..10_000 {
+            let now = clock.now();
+            assert!(now >= last);
+            last = now;
+        }
+        let outer_before = raw_boottime();
+        let t = clock.now();
+        let outer_after = raw_boottime();
+        assert!(outer_before - zero <= t && t <= outer_after - zero);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_view_judges_the_lease_by_the_clock_the_core_is_given() {
+        let (driver, _jobs) = driver();
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&driver.shared.store),
+            0,
+            Clock::tokio(),
+            Duration::from_secs(1),
+        ));
+        let lease = 100_000_000;
+        {
+            let mut view = shared.view.lock().unwrap();
+            view.role = NodeRole::Master;
+            view.lease_expires = Some(shared.now() + lease);
+        }
+        assert!(shared.holds_lease());
+        tokio::time::advance(Duration::from_nanos(lease - 1)).await;
+        assert!(shared.holds_lease());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        assert!(!shared.holds_lease(), "the lease outlived the clock");
     }
 
     fn chunk() -> PeerMessage {
@@ -523,7 +877,7 @@ mod tests {
 
     #[test]
     fn snapshot_chunks_nobody_asked_for_are_dropped_before_the_storage_queue() {
-        let (mut driver, jobs) = driver();
+        let (mut driver, mut jobs) = driver();
         driver.on_peer(NodeId(1), chunk());
         driver.on_peer(NodeId(1), PeerMessage::NoSnapshot);
         assert!(jobs.try_recv().is_err(), "an unsolicited chunk was queued");

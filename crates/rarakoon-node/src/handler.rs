@@ -3,8 +3,16 @@
 //! - Reads are served right here, from the shared store: `Consistent` only while this node is
 //!   master with a valid lease, `No_guarantees` always, `At_least i` once the store has applied
 //!   `i` (PROTOCOL.md §5, §6). A read-only cluster serves every read.
+//! - One read never makes the node scan or hold more than [`HandlerConfig::read_limits`]
+//!   (results and bytes, default [`ReadLimits::DEFAULT`]): a range, prefix or multi-get whose
+//!   answer would exceed them is refused with `E_BAD_INPUT` naming the limit, after scanning
+//!   at most one result past it, so the store's read lock (which the driver's applies wait
+//!   for) is held for a bounded time. `max = -1` ("all") works on every answer within them.
 //! - Writes are checked (value size, role, update size), encoded once, and proposed through
-//!   the driver; the answer comes after the update committed and was applied.
+//!   the driver; the answer comes after the update committed and was applied. A write whose
+//!   outcome is unknown (the master role was lost, or the node stopped, while it was in
+//!   flight) is answered `E_NO_LONGER_MASTER`, as Arakoon does for "may or may not have
+//!   happened"; one refused before it was proposed (the node is stopping) `E_GOING_DOWN`.
 //! - Admin operations: statistics, version, current state, collapse, drop master, flush store,
 //!   optimize/defrag (no-ops for an in-memory store, refused on the master like Arakoon),
 //!   copy_db_to_head (a forced collapse). Nursery and node catch-up opcodes are answered with
@@ -15,7 +23,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use kv_store::{KeyRange, Store, StoreError, UpdateResult};
+use kv_store::{KeyRange, ReadLimits, ReadTooLarge, Store, StoreError, UpdateResult};
 use paxos_core::{NodeId, NodeRole};
 use rarakoon_client::listener::{ConnectionInfo, Handler, Outcome};
 use rarakoon_client::{
@@ -44,6 +52,8 @@ pub struct HandlerConfig {
     pub max_value_size: u64,
     /// Largest encoded update.
     pub max_request_size: u64,
+    /// What one read may scan and return.
+    pub read_limits: ReadLimits,
 }
 
 /// The node's [`Handler`].
@@ -69,6 +79,15 @@ fn store_error(e: &StoreError) -> ErrorReply {
         ErrorCode::from_code(code),
         Bytes::copy_from_slice(&e.wire_message()),
     )
+}
+
+fn too_large(e: &ReadTooLarge) -> ErrorReply {
+    err(ErrorCode::BadInput, format!("read refused: {e}"))
+}
+
+/// The answer to a write whose outcome is unknown (Arakoon's code for it).
+fn indeterminate(why: &str) -> ErrorReply {
+    err(ErrorCode::NoLongerMaster, why.to_owned())
 }
 
 fn unix_now() -> f64 {
@@ -212,6 +231,28 @@ impl NodeHandler {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A multi-get of more keys than a read may return is refused before the store is read.
+    fn check_key_count(&self, keys: usize) -> Result<(), ErrorReply> {
+        let max_results = self.config.read_limits.max_results;
+        if keys > max_results {
+            return Err(too_large(&ReadTooLarge {
+                limit: kv_store::ReadLimit::Results(max_results),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Values are shared with the store (no copy under the lock); their total is checked after.
+    fn check_bytes(&self, sizes: impl Iterator<Item = usize>) -> Result<(), ErrorReply> {
+        let max_bytes = self.config.read_limits.max_bytes;
+        if sizes.fold(0usize, usize::saturating_add) > max_bytes {
+            return Err(too_large(&ReadTooLarge {
+                limit: kv_store::ReadLimit::Bytes(max_bytes),
+            }));
+        }
+        Ok(())
+    }
+
     fn check_value(&self, value: &[u8]) -> Result<(), ErrorReply> {
         if value.len() as u64 >= self.config.max_value_size {
             return Err(err(
@@ -285,11 +326,19 @@ impl NodeHandler {
                 "the node is overloaded (too many writes queued, or the update is larger than a \
                  Paxos value may be); retry later",
             )),
-            Ok(WriteOutcome::Indeterminate) => Err(err(
-                ErrorCode::NoLongerMaster,
+            Ok(WriteOutcome::Indeterminate) => Err(indeterminate(
                 "lost master role during wait_for_accepteds while handling client request",
             )),
-            Ok(WriteOutcome::GoingDown) | Err(_) => Err(ErrorReply::going_down()),
+            Ok(WriteOutcome::Unfinished) => Err(indeterminate(
+                "the node stopped while the write was in flight: it may or may not have been \
+                 applied",
+            )),
+            Ok(WriteOutcome::GoingDown) => Err(ErrorReply::going_down()),
+            // The driver took the write and ended without answering it.
+            Err(_) => Err(indeterminate(
+                "the node failed while the write was in flight: it may or may not have been \
+                 applied",
+            )),
         }
     }
 
@@ -412,19 +461,25 @@ impl NodeHandler {
             }
             Request::Range(q) => {
                 self.check_read(q.consistency)?;
-                Ok(Response::Range(self.store().range(&key_range(&q), q.max)))
+                let limits = self.config.read_limits;
+                let keys = self.store().range_limited(&key_range(&q), q.max, limits);
+                Ok(Response::Range(keys.map_err(|e| too_large(&e))?))
             }
             Request::RangeEntries(q) => {
                 self.check_read(q.consistency)?;
-                Ok(Response::RangeEntries(
-                    self.store().range_entries(&key_range(&q), q.max),
-                ))
+                let limits = self.config.read_limits;
+                let pairs = self
+                    .store()
+                    .range_entries_limited(&key_range(&q), q.max, limits);
+                Ok(Response::RangeEntries(pairs.map_err(|e| too_large(&e))?))
             }
             Request::RevRangeEntries(q) => {
                 self.check_read(q.consistency)?;
-                Ok(Response::RevRangeEntries(
-                    self.store().rev_range_entries(&key_range(&q), q.max),
-                ))
+                let limits = self.config.read_limits;
+                let pairs = self
+                    .store()
+                    .rev_range_entries_limited(&key_range(&q), q.max, limits);
+                Ok(Response::RevRangeEntries(pairs.map_err(|e| too_large(&e))?))
             }
             Request::PrefixKeys {
                 consistency,
@@ -432,18 +487,23 @@ impl NodeHandler {
                 max,
             } => {
                 self.check_read(consistency)?;
-                Ok(Response::PrefixKeys(self.store().prefix_keys(&prefix, max)))
+                let limits = self.config.read_limits;
+                let keys = self.store().prefix_keys_limited(&prefix, max, limits);
+                Ok(Response::PrefixKeys(keys.map_err(|e| too_large(&e))?))
             }
             Request::MultiGet { consistency, keys } => {
                 self.check_read(consistency)?;
+                self.check_key_count(keys.len())?;
                 let values = self.store().multi_get(&keys).map_err(|e| store_error(&e))?;
+                self.check_bytes(values.iter().map(Bytes::len))?;
                 Ok(Response::MultiGet(values))
             }
             Request::MultiGetOption { consistency, keys } => {
                 self.check_read(consistency)?;
-                Ok(Response::MultiGetOption(
-                    self.store().multi_get_option(&keys),
-                ))
+                self.check_key_count(keys.len())?;
+                let values = self.store().multi_get_option(&keys);
+                self.check_bytes(values.iter().flatten().map(Bytes::len))?;
+                Ok(Response::MultiGetOption(values))
             }
             Request::Assert {
                 consistency,

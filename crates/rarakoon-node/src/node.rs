@@ -8,18 +8,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use kv_store::UserFunctionRegistry;
-use paxos_core::{Core, NodeId, NodeRole, Role};
+use paxos_core::{Core, NodeId, Role};
 use rarakoon_client::Limits;
 use rarakoon_client::listener::{Listener, ListenerConfig};
 use tcp_messenger::{Messenger, MessengerConfig};
 use tokio::sync::mpsc;
 
 use crate::config::{ClusterConfig, MasterMode, NodeConfig};
-use crate::driver::{Driver, Input, Shared, View};
+use crate::driver::{Clock, Driver, Input, Shared};
 use crate::handler::{HandlerConfig, NodeHandler};
 use crate::home_lock::{HomeLock, HomeLockError};
 use crate::messaging::{TcpTransport, pump_inbox};
@@ -48,6 +48,14 @@ pub enum NodeError {
         /// What the operator can do about it (empty when nothing specific applies).
         repair: String,
     },
+    /// The consensus core refused the recovered state.
+    #[error("cannot start from the data in {}: {cause}", home.display())]
+    Start {
+        /// The home directory.
+        home: PathBuf,
+        /// The core's reason.
+        cause: String,
+    },
     /// The consensus configuration is not usable.
     #[error("consensus configuration: {0}")]
     Paxos(String),
@@ -68,6 +76,10 @@ pub enum NodeError {
     #[error("node failed: {0}")]
     Failed(String),
 }
+
+/// Jobs the storage thread's queue holds; beyond it the driver keeps a backlog and stops
+/// taking inputs (back-pressure from the disk).
+const STORAGE_QUEUE: usize = 16 * 1024;
 
 /// Sizes derived from the config that several parts must agree on.
 #[derive(Debug, Clone, Copy)]
@@ -249,22 +261,15 @@ impl Node {
             cause,
         })?;
         let store = Arc::new(RwLock::new(recovered.store));
-        let shared = Arc::new(Shared {
-            store: Arc::clone(&store),
-            view: Mutex::new(View {
-                role: NodeRole::Starting,
-                master: None,
-                lease_expires: None,
-                committed: recovered.state.committed,
-                last_index: recovered.state.committed,
-                master_heard_at: None,
-            }),
-            clock_start: Instant::now(),
-            master_silence: config.lease_period().mul_f64(1.2),
-        });
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&store),
+            recovered.state.committed,
+            Clock::boot(),
+            config.lease_period().mul_f64(1.2),
+        ));
 
         let (storage_tx, storage_rx) = mpsc::unbounded_channel();
-        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(16 * 1024);
+        let (jobs_tx, jobs_rx) = mpsc::channel(STORAGE_QUEUE);
         let storage_thread = StorageThread::new(
             storage_config,
             recovered.wal,
@@ -303,7 +308,7 @@ impl Node {
         let (inputs_tx, inputs_rx) = mpsc::channel(16 * 1024);
         tokio::spawn(pump_inbox(inbox, names.clone(), inputs_tx.clone()));
         let transport = Arc::new(TcpTransport::new(messenger.clone(), names.clone()));
-        let driver = Driver::new(
+        let mut driver = Driver::new(
             core,
             Arc::clone(&shared),
             transport,
@@ -311,7 +316,18 @@ impl Node {
             tick,
             name.to_owned(),
         );
-        let driver = tokio::spawn(driver.run(recovered.state, inputs_rx, storage_rx));
+        if let Err(cause) = driver.start(recovered.state) {
+            tracing::error!(node = name, "{cause}");
+            // Undo what already runs: without the driver's job sender the storage thread exits.
+            drop(driver);
+            let _ = tokio::task::spawn_blocking(move || storage.join()).await;
+            messenger.shutdown().await;
+            return Err(NodeError::Start {
+                home: node.home_dir.clone(),
+                cause,
+            });
+        }
+        let driver = tokio::spawn(driver.run(inputs_rx, storage_rx));
 
         let handler = NodeHandler::new(
             HandlerConfig {
@@ -321,6 +337,7 @@ impl Node {
                 master_mode: config.cluster.master_mode,
                 max_value_size: node.max_value_size,
                 max_request_size: node.max_request_size,
+                read_limits: kv_store::ReadLimits::DEFAULT,
             },
             Arc::clone(&shared),
             inputs_tx.clone(),

@@ -19,16 +19,19 @@
 //!   store's write lock, so an apply running at the same time is never lost.
 //! - Any WAL error is fatal: the thread reports it and stops; the node shuts down rather than
 //!   acknowledge anything it might not have written.
+//! - A committed entry that cannot be decoded is fatal too (at recovery and when the driver
+//!   applies it, [`UndecodableEntry`]): applying it as a no-op would make the stores diverge.
+//! - The job queue is a bounded tokio channel: the driver never blocks on it (it keeps a
+//!   backlog when the queue is full); only this OS thread waits on it.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kv_store::{SnapshotLoader, Store, Update, UserFunctionRegistry};
 use paxos_core::{CatchUpRead, Index, LogEntry, NodeId, Persist, RecoveredState, Value};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use wire_codec::rkyv::util::AlignedVec;
 use write_ahead_log::{
     Collapser, CollapserConfig, FileSystem, SnapshotConfig, SnapshotReceiver, SnapshotSource,
@@ -80,6 +83,9 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// A committed entry cannot be decoded: this node cannot apply it.
+    #[error(transparent)]
+    Undecodable(#[from] UndecodableEntry),
     /// Replacing the log's uncommitted tail failed (see [`crate::overwrite`]).
     #[error(transparent)]
     Overwrite(#[from] crate::overwrite::RedoError),
@@ -134,20 +140,43 @@ pub fn decode_entry(
     wire_codec::decode_payload(bytes, scratch)
 }
 
-/// Decodes the client updates of a batch value (a payload that does not decode is logged and
-/// applied as a no-op: it was committed, so skipping it is the same on every node).
-pub fn batch_updates(index: Index, value: &Value) -> Vec<Update> {
+/// A committed value whose updates this node cannot decode.
+///
+/// Every node must apply every committed value; skipping one would make this node's store
+/// differ from the others' for ever after. So it is fatal: the node stops, naming the entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "committed entry {index} cannot be applied: update #{position} of its batch (proposal \
+     {proposal}) cannot be decoded ({reason}). Every node must apply every committed entry, so \
+     this node stops instead of skipping it and diverging. The entry was most likely written by \
+     a newer Rarakoon version: upgrade this node to the version the other nodes run, then \
+     restart it"
+)]
+pub struct UndecodableEntry {
+    /// The entry's index.
+    pub index: Index,
+    /// Position of the update in the entry's batch.
+    pub position: usize,
+    /// The proposal id of that update.
+    pub proposal: u64,
+    /// What the decoder said.
+    pub reason: String,
+}
+
+/// Decodes the client updates of a committed value (a `Master` value has none). All of them
+/// are decoded before any is applied, so an undecodable one leaves the store untouched.
+pub fn batch_updates(index: Index, value: &Value) -> Result<Vec<Update>, UndecodableEntry> {
     match value {
-        Value::Master { .. } => Vec::new(),
+        Value::Master { .. } => Ok(Vec::new()),
         Value::Batch(items) => items
             .iter()
-            .map(|p| {
-                payload::decode(Bytes::copy_from_slice(&p.payload)).unwrap_or_else(|e| {
-                    tracing::error!(
-                        index,
-                        "committed update cannot be decoded, applied as a no-op: {e}"
-                    );
-                    Update::Nop
+            .enumerate()
+            .map(|(position, p)| {
+                payload::decode(Bytes::copy_from_slice(&p.payload)).map_err(|e| UndecodableEntry {
+                    index,
+                    position,
+                    proposal: p.id.0,
+                    reason: e.to_string(),
                 })
             })
             .collect(),
@@ -235,10 +264,10 @@ pub fn recover(
             committed = committed.max(stored.committed.min(last));
             pending.push(stored.into_log_entry(entry.index));
             next = entry.index + 1;
-            apply_up_to(&mut store, &mut pending, committed);
+            apply_up_to(&mut store, &mut pending, committed)?;
         }
     }
-    apply_up_to(&mut store, &mut pending, committed);
+    apply_up_to(&mut store, &mut pending, committed)?;
     let promised = promise::load(&config.home)?;
     tracing::info!(
         snapshot = ?snapshot_index,
@@ -259,15 +288,21 @@ pub fn recover(
     })
 }
 
-/// Applies (and removes) the entries of `pending` up to `committed`.
-fn apply_up_to(store: &mut Store, pending: &mut Vec<LogEntry>, committed: Index) {
+/// Applies (and removes) the entries of `pending` up to `committed`; an undecodable committed
+/// entry stops the recovery.
+fn apply_up_to(
+    store: &mut Store,
+    pending: &mut Vec<LogEntry>,
+    committed: Index,
+) -> Result<(), UndecodableEntry> {
     let n = pending.iter().take_while(|e| e.index <= committed).count();
     for entry in pending.drain(..n) {
-        let updates = batch_updates(entry.index, &entry.value);
+        let updates = batch_updates(entry.index, &entry.value)?;
         if let Err(stale) = store.apply_batch(entry.index, &updates) {
             tracing::debug!("replay skipped an entry the snapshot covers: {stale}");
         }
     }
+    Ok(())
 }
 
 /// A point-in-time copy of the store for the Collapser: keys copied into one buffer, values
@@ -480,16 +515,32 @@ impl StorageThread {
         }
     }
 
-    /// Works until the job channel closes or the WAL fails.
-    pub fn run(mut self, jobs: Receiver<Job>) {
+    /// Works until the job channel closes or the WAL fails. The channel is a tokio one: the
+    /// driver queues jobs without blocking (`try_send`) and this OS thread waits for them.
+    pub fn run(mut self, mut jobs: Receiver<Job>) {
+        // A minimal runtime (a timer, no threads) to wait for a job with a timeout.
+        let waiter = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(waiter) => waiter,
+            Err(e) => {
+                let msg = format!("cannot start the storage thread's timer: {e}");
+                tracing::error!("{msg}");
+                let _ = self.events.send(StorageEvent::Failed(msg));
+                return;
+            }
+        };
         loop {
-            let first = match jobs.recv_timeout(SNAPSHOT_RETRY / 2) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
+            let first = match waiter
+                .block_on(async { tokio::time::timeout(SNAPSHOT_RETRY / 2, jobs.recv()).await })
+            {
+                Ok(Some(job)) => job,
+                Err(_elapsed) => {
                     self.retry_fetch();
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Ok(None) => break,
             };
             let mut round = vec![first];
             while round.len() < MAX_JOBS_PER_ROUND {

@@ -47,12 +47,12 @@ fn persist_all(cfg: &StorageConfig, persists: Vec<Persist>) {
     let recovered = storage::recover(cfg, Arc::clone(&functions)).unwrap();
     let store = Arc::new(RwLock::new(recovered.store));
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(64);
+    let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(64);
     let thread = StorageThread::new(cfg.clone(), recovered.wal, store, functions, events_tx);
     let handle = std::thread::spawn(move || thread.run(jobs_rx));
     for p in persists {
         let ticket = p.ticket;
-        jobs_tx.send(Job::Persist(p)).unwrap();
+        jobs_tx.blocking_send(Job::Persist(p)).unwrap();
         loop {
             match events.blocking_recv().unwrap() {
                 StorageEvent::Durable(t) if t >= ticket => break,
@@ -152,11 +152,11 @@ fn a_catch_up_request_the_log_cannot_serve_does_not_stop_the_storage_thread() {
     let recovered = storage::recover(&cfg, Arc::clone(&functions)).unwrap();
     let store = Arc::new(RwLock::new(recovered.store));
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(64);
+    let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(64);
     let thread = StorageThread::new(cfg.clone(), recovered.wal, store, functions, events_tx);
     let handle = std::thread::spawn(move || thread.run(jobs_rx));
     jobs_tx
-        .send(Job::Persist(Persist {
+        .blocking_send(Job::Persist(Persist {
             ticket: 1,
             promise: None,
             entries: vec![entry(1, 3, set("a", "1")), entry(2, 3, set("b", "2"))],
@@ -166,14 +166,14 @@ fn a_catch_up_request_the_log_cannot_serve_does_not_stop_the_storage_thread() {
     // Index 0 is below the log's first entry and no snapshot covers it: a peer's odd request
     // gets an empty answer, and the node keeps working.
     jobs_tx
-        .send(Job::CatchUp {
+        .blocking_send(Job::CatchUp {
             peer: NodeId(1),
             from: 0,
             up_to: 2,
         })
         .unwrap();
     jobs_tx
-        .send(Job::CatchUp {
+        .blocking_send(Job::CatchUp {
             peer: NodeId(1),
             from: 1,
             up_to: 2,
@@ -195,4 +195,37 @@ fn a_catch_up_request_the_log_cannot_serve_does_not_stop_the_storage_thread() {
     );
     drop(jobs_tx);
     handle.join().unwrap();
+}
+
+#[test]
+fn an_undecodable_committed_entry_stops_recovery_naming_its_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let garbage = Value::Batch(vec![Proposal {
+        id: ProposalId(9),
+        payload: vec![0xFF, 0x00, 0x13],
+    }]);
+    persist_all(
+        &cfg,
+        vec![Persist {
+            ticket: 1,
+            promise: None,
+            entries: vec![entry(1, 3, set("a", "1")), entry(2, 3, garbage)],
+            committed: 2,
+        }],
+    );
+    let error = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(
+            &error,
+            storage::StorageError::Undecodable(e) if e.index == 2 && e.proposal == 9
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("committed entry 2 cannot be applied"),
+        "{text}"
+    );
+    assert!(text.contains("upgrade this node"), "{text}");
 }
