@@ -602,3 +602,77 @@ fn messages_survive_an_rkyv_round_trip() {
 
 // The hostile-input property test (the whole numeric domain, mutated real traffic, every role)
 // lives in `tests/hostile.rs`.
+
+/// A follower whose catch-up source stopped answering asks the node that keeps showing it is
+/// ahead instead (found by the black-box fault suite: with the followers' links to the old
+/// master cut one way, a lagging follower kept asking the old master, which could not hear it,
+/// while the new master's accepts said where the entries were; the new master never got a
+/// quorum and nothing committed until the heal).
+#[test]
+fn catch_up_moves_on_from_a_peer_that_does_not_answer() {
+    let mut core = started(1, 3);
+    let interval = config(1, 3).retransmit_interval;
+    let old_master = Ballot {
+        round: 1,
+        node: NodeId(0),
+    };
+    let new_master = Ballot {
+        round: 2,
+        node: NodeId(2),
+    };
+    // The old master says 10 entries are committed: the follower asks it for them.
+    let out = step(
+        &mut core,
+        1,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::Commit {
+                ballot: old_master,
+                committed: 10,
+            },
+        },
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Send {
+            to: NodeId(0),
+            msg: Message::CatchUpRequest { from: 1 }
+        }
+    )));
+    // The old master never answers; the new master keeps sending accepts past the gap.
+    let mut asked_new_master = false;
+    let mut now = 1;
+    for _ in 0..10 {
+        now += interval;
+        let mut out = step(&mut core, now, Event::Tick);
+        out.extend(step(
+            &mut core,
+            now + 1,
+            Event::Message {
+                from: NodeId(2),
+                msg: Message::Accept {
+                    ballot: new_master,
+                    index: 11,
+                    value: batch(1),
+                    committed: 10,
+                },
+            },
+        ));
+        if out.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    to: NodeId(2),
+                    msg: Message::CatchUpRequest { from: 1 }
+                }
+            )
+        }) {
+            asked_new_master = true;
+            break;
+        }
+    }
+    assert!(
+        asked_new_master,
+        "the follower kept asking the silent old master for the entries the new master has"
+    );
+}

@@ -3,8 +3,8 @@
 //! storage thread never fails and never installs anything but the real snapshot.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc::Sender;
 
 use bytes::Bytes;
 use kv_store::{Store, Update, UserFunctionRegistry};
@@ -74,7 +74,7 @@ fn honest(src: &Source, size: usize) -> Vec<(u64, u64, u64, Vec<u8>)> {
 }
 
 struct Receiver {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     events: UnboundedReceiver<StorageEvent>,
     store: Arc<RwLock<Store>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -93,7 +93,7 @@ impl Receiver {
         let recovered = storage::recover(&cfg, Arc::clone(&functions)).unwrap();
         let store = Arc::new(RwLock::new(recovered.store));
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let (jobs, jobs_rx) = std::sync::mpsc::sync_channel(1024);
+        let (jobs, jobs_rx) = tokio::sync::mpsc::channel(1024);
         let thread =
             StorageThread::new(cfg, recovered.wal, Arc::clone(&store), functions, events_tx);
         let handle = std::thread::spawn(move || thread.run(jobs_rx));
@@ -107,12 +107,14 @@ impl Receiver {
     }
 
     fn fetch(&self) {
-        self.jobs.send(Job::FetchSnapshot { peer: PEER }).unwrap();
+        self.jobs
+            .blocking_send(Job::FetchSnapshot { peer: PEER })
+            .unwrap();
     }
 
     fn chunk(&self, peer: NodeId, (index, total, offset, data): (u64, u64, u64, Vec<u8>)) {
         self.jobs
-            .send(Job::SnapshotChunk {
+            .blocking_send(Job::SnapshotChunk {
                 peer,
                 index,
                 total,
@@ -126,7 +128,7 @@ impl Receiver {
     /// Panics if the storage thread failed.
     fn settle(&mut self) -> Vec<StorageEvent> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Job::Collapse {
+        let sent = self.jobs.blocking_send(Job::Collapse {
             force: false,
             reply: Some(tx),
         });
@@ -149,7 +151,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let (jobs, _) = std::sync::mpsc::sync_channel(1);
+        let (jobs, _) = tokio::sync::mpsc::channel(1);
         drop(std::mem::replace(&mut self.jobs, jobs));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -344,7 +346,7 @@ proptest! {
                 }
                 Op::Garbage(x, t, o, d) => r.chunk(PEER, (x, t, o, d)),
                 Op::Stranger(i) => r.chunk(OTHER, chunks[i].clone()),
-                Op::NoSnapshot => r.jobs.send(Job::NoSnapshot { peer: PEER }).unwrap(),
+                Op::NoSnapshot => r.jobs.blocking_send(Job::NoSnapshot { peer: PEER }).unwrap(),
                 Op::Restart => r.fetch(),
             }
         }

@@ -53,8 +53,13 @@ impl Core {
         }
     }
 
+    /// Remembers the highest committed index a peer reported and who reported it; when the
+    /// source was dropped (it did not answer a catch-up request), any peer reporting at least
+    /// as much takes its place.
     pub(crate) fn note_commit_hint(&mut self, from: NodeId, committed: Index) {
-        if committed > self.commit_hint.0 {
+        if committed > self.commit_hint.0
+            || (self.commit_hint.1.is_none() && committed >= self.commit_hint.0)
+        {
             self.commit_hint = (committed, Some(from));
         }
     }
