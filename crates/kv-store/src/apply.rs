@@ -1,4 +1,4 @@
-//! Executes one [`Update`] inside a [`Transaction`], with Arakoon's semantics (PROTOCOL.md
+//! Executes one [`Update`] inside a [`Transaction`], with Arakoon's semantics (docs/protocol.md
 //! §7.2). The caller opens the transaction and commits it on success; on an error the
 //! transaction rolls back whatever the update wrote.
 //!
@@ -85,7 +85,7 @@ pub(crate) fn execute(
             assertion: RangeAssertion::ContainsExactly(wire_keys),
         } => {
             // Arakoon reverses the decoded list and compares it with the ascending actual
-            // keys: it passes only when the wire list is descending (PROTOCOL.md §7.2). The
+            // keys: it passes only when the wire list is descending (docs/protocol.md §7.2). The
             // comparison walks the map and stops at the first difference; only a failure
             // collects the keys (for the message).
             let matches = tx

@@ -1,7 +1,7 @@
 //! The errors of the store.
 //!
 //! [`StoreError`] is what a client sees: every variant maps to one Arakoon return code
-//! ([`StoreError::arakoon_code`]) and its message is the one Arakoon sends (PROTOCOL.md §4.2).
+//! ([`StoreError::arakoon_code`]) and its message is the one Arakoon sends (docs/protocol.md §4.2).
 //! Keys are arbitrary bytes, so the exact wire message is [`StoreError::wire_message`]; `Display`
 //! shows the same text with invalid UTF-8 replaced, for logs and humans.
 //!
@@ -13,7 +13,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-/// Arakoon return codes the store can produce (PROTOCOL.md §4.1).
+/// Arakoon return codes the store can produce (docs/protocol.md §4.1).
 pub mod codes {
     /// `E_NOT_FOUND`: a missing key.
     pub const NOT_FOUND: u32 = 0x05;
@@ -82,7 +82,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The Arakoon return code this error is sent with (PROTOCOL.md §4.1).
+    /// The Arakoon return code this error is sent with (docs/protocol.md §4.1).
     #[must_use]
     pub fn arakoon_code(&self) -> u32 {
         match self {

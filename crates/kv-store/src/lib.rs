@@ -3,12 +3,12 @@
 //! - [`Store`] holds the data (an ordered map of byte keys to byte values) together with the
 //!   index of the last applied log entry: both change in one call and are saved in one
 //!   snapshot, so they cannot get out of step.
-//! - [`Update`] models Arakoon's update kinds (PROTOCOL.md §7); [`Store::apply_batch`] applies
+//! - [`Update`] models Arakoon's update kinds (docs/protocol.md §7); [`Store::apply_batch`] applies
 //!   the batch one Paxos value carries and returns one [`UpdateOutcome`] per update. Every update
 //!   is atomic (a sequence rolls back through an undo log when a part fails).
 //! - Reads ([`Store::get`], [`Store::range`], …) return lists in their **logical order**
 //!   (ascending, or descending for [`Store::rev_range_entries`]); the client codec reverses each
-//!   list for the wire (PROTOCOL.md §2.1).
+//!   list for the wire (docs/protocol.md §2.1).
 //! - [`StoreError`] is what clients see: [`StoreError::arakoon_code`] and
 //!   [`StoreError::wire_message`] are the rc and message Arakoon sends.
 //! - User functions are plain functions registered by name in a [`UserFunctionRegistry`].

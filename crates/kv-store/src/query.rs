@@ -1,4 +1,4 @@
-//! Read queries with Arakoon's exact semantics (PROTOCOL.md §8.2), over the ordered map.
+//! Read queries with Arakoon's exact semantics (docs/protocol.md §8.2), over the ordered map.
 //!
 //! Every list is returned in its **logical (scan) order**: `range`, `range_entries` and
 //! `prefix_keys` ascending, `rev_range_entries` descending, `multi_get*` in the order of the

@@ -207,7 +207,7 @@ impl Store {
     }
 
     /// MULTI_GET: `values[i]` is the value of `keys[i]` (same order as given). Pass the keys in
-    /// wire order; the codec then writes the values reversed (PROTOCOL.md §8.2).
+    /// wire order; the codec then writes the values reversed (docs/protocol.md §8.2).
     ///
     /// # Errors
     /// [`StoreError::KeyNotFound`] with the **last** missing key in the given order (for keys

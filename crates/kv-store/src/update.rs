@@ -1,4 +1,4 @@
-//! The store's model of Arakoon's updates (PROTOCOL.md §7.1) and their results.
+//! The store's model of Arakoon's updates (docs/protocol.md §7.1) and their results.
 //!
 //! [`Update`] mirrors the update kinds a client may send, minus Arakoon's internal tags (4
 //! MasterSet, 9 AdminSet, 10-13 nursery and SyncedSequence), which the node refuses before
@@ -93,7 +93,7 @@ pub enum RangeAssertion {
     ///
     /// The keys are in **wire order**, as the client sent them. Like Arakoon, the store reverses
     /// that list and compares it with the ascending list of actual keys, so the check passes
-    /// only when the wire list is the actual keys in **descending** order (PROTOCOL.md §7.2).
+    /// only when the wire list is the actual keys in **descending** order (docs/protocol.md §7.2).
     /// Callers that pass today keep passing; a list in any other order fails, as it does in
     /// Arakoon.
     ContainsExactly(Vec<Bytes>),

@@ -1,4 +1,4 @@
-//! Reads with Arakoon's exact semantics (PROTOCOL.md §8.2). Lists come back in logical order:
+//! Reads with Arakoon's exact semantics (docs/protocol.md §8.2). Lists come back in logical order:
 //! ascending, except `rev_range_entries`, which is descending.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

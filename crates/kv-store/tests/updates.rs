@@ -1,4 +1,4 @@
-//! Every update kind with Arakoon's semantics (PROTOCOL.md §7.2, §8.1).
+//! Every update kind with Arakoon's semantics (docs/protocol.md §7.2, §8.1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

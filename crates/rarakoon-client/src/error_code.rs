@@ -1,4 +1,4 @@
-//! Arakoon's return codes (PROTOCOL.md §4.1) and the error frame a server sends
+//! Arakoon's return codes (docs/protocol.md §4.1) and the error frame a server sends
 //! (`i32 rc` + `str message`, or `i32 1` alone for E_NO_MAGIC).
 
 use bytes::Bytes;
@@ -37,7 +37,7 @@ macro_rules! codes {
             }
 
             /// Whether the reference closes the connection after sending this code
-            /// (its `death` flag, PROTOCOL.md §4.1 "closed after").
+            /// (its `death` flag, docs/protocol.md §4.1 "closed after").
             pub const fn closes_connection(self) -> bool {
                 match self { $(ErrorCode::$variant => $closes,)* ErrorCode::Other(_) => true }
             }

@@ -10,7 +10,7 @@
 //!   dispatches requests to a [`listener::Handler`].
 //! - [`memory`]: an in-memory `Handler` (a `BTreeMap`) for tests, docs and benches.
 //!
-//! The wire format is specified in PROTOCOL.md (shared with the project); section numbers in
+//! The wire format is specified in docs/protocol.md (shared with the project); section numbers in
 //! comments (§n) refer to it.
 
 pub mod client;

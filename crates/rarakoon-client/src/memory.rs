@@ -1,5 +1,5 @@
 //! An in-memory [`Handler`]: one node's store in a `BTreeMap`, with Arakoon's semantics for
-//! every opcode (PROTOCOL.md §6–§8), enough for tests, documentation examples and benchmarks.
+//! every opcode (docs/protocol.md §6–§8), enough for tests, documentation examples and benchmarks.
 //!
 //! It is a single node: no Paxos, no durability. It can play a master (serves everything) or a
 //! slave that names another master (refuses writes and consistent reads with `0x04`), which is

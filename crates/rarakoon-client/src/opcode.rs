@@ -1,4 +1,4 @@
-//! The one table of Arakoon opcodes (PROTOCOL.md §8): value, name and class of each command.
+//! The one table of Arakoon opcodes (docs/protocol.md §8): value, name and class of each command.
 //!
 //! A command word on the wire is `0xB1FF0000 | opcode` as `u32` LE. The table is the only place
 //! that knows opcode numbers; requests and responses ask it.
@@ -10,7 +10,7 @@ pub const MAGIC_MASK: u32 = 0xB1FF_0000;
 /// Protocol version sent in the prologue.
 pub const VERSION: i32 = 1;
 
-/// Who uses an opcode (PROTOCOL.md §8 "Cls").
+/// Who uses an opcode (docs/protocol.md §8 "Cls").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpClass {
     /// Client operation.

@@ -1,5 +1,5 @@
 //! Requests (client → server): one variant per opcode, its encoder and its bounded decoder
-//! (PROTOCOL.md §3 and §8). Lists inside requests are kept in wire order.
+//! (docs/protocol.md §3 and §8). Lists inside requests are kept in wire order.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -569,7 +569,7 @@ impl Request {
     }
 }
 
-/// The connection prologue (PROTOCOL.md §1.1): magic, version 1, cluster id.
+/// The connection prologue (docs/protocol.md §1.1): magic, version 1, cluster id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prologue {
     /// The cluster id the client expects.

@@ -1,5 +1,5 @@
 //! Responses (server → client): one variant per opcode holding the success payload, the
-//! error frame, and their encoder and bounded decoder (PROTOCOL.md §4 and §8).
+//! error frame, and their encoder and bounded decoder (docs/protocol.md §4 and §8).
 //!
 //! Lists are held in **logical order** and the §2.1 wire-order convention is applied here and
 //! only here: range, range_entries, prefix_keys, multi_get and get_fringe travel reversed;
@@ -376,7 +376,7 @@ impl Response {
 fn decode_error_body(rc: i32, r: &mut Reader<'_>) -> ReadResult<ErrorReply> {
     let code = ErrorCode::from_code(rc);
     let message = if code == ErrorCode::NoMagic {
-        // E_NO_MAGIC travels without a message (PROTOCOL.md §3).
+        // E_NO_MAGIC travels without a message (docs/protocol.md §3).
         Bytes::new()
     } else {
         r.bytes("error message")?

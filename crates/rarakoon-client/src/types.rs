@@ -9,7 +9,7 @@ use crate::wire::{
     put_opt_bytes, str_len,
 };
 
-/// Read consistency (the `cons` flag, PROTOCOL.md §5).
+/// Read consistency (the `cons` flag, docs/protocol.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Consistency {
     /// Served only by the master with a valid lease (`00`).
@@ -21,7 +21,7 @@ pub enum Consistency {
     AtLeast(i64),
 }
 
-/// The bounds of RANGE, RANGE_ENTRIES and REV_RANGE_ENTRIES (PROTOCOL.md §8.2).
+/// The bounds of RANGE, RANGE_ENTRIES and REV_RANGE_ENTRIES (docs/protocol.md §8.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RangeQuery {
     /// Read consistency.
@@ -60,7 +60,7 @@ impl RangeQuery {
     }
 }
 
-/// A nursery interval: four optional bounds (PROTOCOL.md §8.5).
+/// A nursery interval: four optional bounds (docs/protocol.md §8.5).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Interval {
     /// Public begin (inclusive).
@@ -110,7 +110,7 @@ impl Interval {
     }
 }
 
-/// A nursery routing tree (PROTOCOL.md §8.5).
+/// A nursery routing tree (docs/protocol.md §8.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routing {
     /// A leaf: every key goes to this cluster.
@@ -187,7 +187,7 @@ pub struct NodeAddress {
     pub client_port: i32,
 }
 
-/// A client configuration of one cluster: its nodes (PROTOCOL.md §8.5 "client cfg").
+/// A client configuration of one cluster: its nodes (docs/protocol.md §8.5 "client cfg").
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientCfg {
     /// The nodes, in wire order.
@@ -248,7 +248,7 @@ impl NurseryCfg {
 }
 
 /// Arakoon's names for the per-operation timing records of the statistics payload
-/// (PROTOCOL.md §9), in wire order; they stand between `harvest_stats` and `op_info`.
+/// (docs/protocol.md §9), in wire order; they stand between `harvest_stats` and `op_info`.
 pub const STATISTICS_TIMING_NAMES: [&str; 13] = [
     "set_info",
     "get_info",
@@ -265,7 +265,7 @@ pub const STATISTICS_TIMING_NAMES: [&str; 13] = [
     "delete_prefix_info",
 ];
 
-/// Arakoon's names for the size averages of the statistics payload (PROTOCOL.md §9), in wire
+/// Arakoon's names for the size averages of the statistics payload (docs/protocol.md §9), in wire
 /// order; they follow `start` and `last`.
 pub const STATISTICS_SIZE_NAMES: [&str; 7] = [
     "avg_set_size",
@@ -277,7 +277,7 @@ pub const STATISTICS_SIZE_NAMES: [&str; 7] = [
     "avg_del_prefix_size",
 ];
 
-/// A statistics named value (PROTOCOL.md §9).
+/// A statistics named value (docs/protocol.md §9).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedValue {
     /// Its name.

@@ -1,4 +1,4 @@
-//! Updates: the body of SEQUENCE, SYNCED_SEQUENCE and MIGRATE_RANGE (PROTOCOL.md §7).
+//! Updates: the body of SEQUENCE, SYNCED_SEQUENCE and MIGRATE_RANGE (docs/protocol.md §7).
 //!
 //! An update is `i32 tag` + fields. Sequences hold their members in **execution order** (not
 //! reversed, unlike most lists). The assert_range key list is kept exactly in wire order; its
@@ -114,7 +114,7 @@ pub enum Update {
 pub enum RangeAssertion {
     /// Kind 1: the keys under the prefix are exactly these. The list is kept in **wire
     /// order**: the reference reverses it and compares with the ascending actual keys, so it
-    /// passes when the wire list is descending (PROTOCOL.md §7.2).
+    /// passes when the wire list is descending (docs/protocol.md §7.2).
     ContainsExactly(Vec<Bytes>),
 }
 
@@ -143,7 +143,7 @@ impl Update {
     }
 
     /// Whether a client may send this update inside a sequence. Tags 4 and 9–13 are
-    /// node-internal; PROTOCOL.md §7.2 recommends refusing them with `0x26`.
+    /// node-internal; docs/protocol.md §7.2 recommends refusing them with `0x26`.
     pub fn is_client_update(&self) -> bool {
         match self {
             Update::MasterSet { .. }

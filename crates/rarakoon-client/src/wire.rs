@@ -1,4 +1,4 @@
-//! Arakoon's primitive encodings (PROTOCOL.md §2) and the bounded reader every decoder uses.
+//! Arakoon's primitive encodings (docs/protocol.md §2) and the bounded reader every decoder uses.
 //!
 //! Invariants kept here, so no other module has to:
 //! - every length and count is checked against the frame budget ([`Limits::max_frame_bytes`])

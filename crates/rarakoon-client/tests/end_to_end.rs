@@ -1,5 +1,5 @@
 //! End-to-end tests over 127.0.0.1: the Rust client (and raw sockets speaking the bytes of
-//! PROTOCOL.md) against the listener serving the in-memory handler.
+//! docs/protocol.md) against the listener serving the in-memory handler.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;

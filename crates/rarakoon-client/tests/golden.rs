@@ -1,4 +1,4 @@
-//! Golden-byte tests: every hex literal here was written by hand from PROTOCOL.md (the worked
+//! Golden-byte tests: every hex literal here was written by hand from docs/protocol.md (the worked
 //! examples of §11 and the field tables of §2, §7, §8, §9), not produced by our encoder. Each
 //! case checks both directions: encode == bytes, and decode(bytes) == value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

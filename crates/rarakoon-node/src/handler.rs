@@ -2,7 +2,7 @@
 //!
 //! - Reads are served right here, from the shared store: `Consistent` only while this node is
 //!   master with a valid lease, `No_guarantees` always, `At_least i` once the store has applied
-//!   `i` (PROTOCOL.md §5, §6). A read-only cluster serves every read.
+//!   `i` (docs/protocol.md §5, §6). A read-only cluster serves every read.
 //! - One read never makes the node scan or hold more than [`HandlerConfig::read_limits`]
 //!   (results and bytes, default [`ReadLimits::DEFAULT`]): a range, prefix or multi-get whose
 //!   answer would exceed them is refused with `E_BAD_INPUT` naming the limit, after scanning

@@ -2,7 +2,7 @@
 //!
 //! paxos-core treats payloads as opaque bytes; the node encodes each client update once when it
 //! proposes it and decodes it when the committed value is applied (on every node, and again
-//! on replay after a restart). The encoding is Arakoon's own update format (PROTOCOL.md §7.1:
+//! on replay after a restart). The encoding is Arakoon's own update format (docs/protocol.md §7.1:
 //! `i32` tag, `i32`-length-prefixed strings, `u8`-flagged options), so a log entry reads like
 //! an Arakoon tlog entry.
 //!

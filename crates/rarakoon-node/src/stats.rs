@@ -1,4 +1,4 @@
-//! Per-operation timings for Arakoon's STATISTICS answer (PROTOCOL.md §9).
+//! Per-operation timings for Arakoon's STATISTICS answer (docs/protocol.md §9).
 //!
 //! Each operation kind keeps Arakoon's "x" record: count, min, max, and the running mean and
 //! M2 of Welford's algorithm (variance = M2 / n), all in seconds. Size averages (value bytes

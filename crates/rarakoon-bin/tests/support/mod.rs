@@ -189,7 +189,10 @@ impl TestCluster {
             .unwrap();
         let child = self
             .node_command(name)
-            .env("RUST_LOG", std::env::var("E2E_NODE_LOG").unwrap_or_else(|_| "info".to_owned()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_NODE_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
