@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The node-to-node protocol version spoken by this build. Bump it whenever the handshake, the
-/// framing, or the rkyv format (see wire-codec's golden test) changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// framing, or the rkyv format (see wire-codec's golden test) changes. Version 3 added the
+/// keepalive frame (a frame of length 0), which version 2 listeners refuse as invalid.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Everything a [`Messenger`](crate::Messenger) needs.
 #[derive(Debug, Clone)]
@@ -31,6 +32,13 @@ pub struct MessengerConfig {
     pub queue_bytes: usize,
     /// Bound of the inbox (messages); readers wait (TCP pushes back) when it is full.
     pub inbox_capacity: usize,
+    /// Bound of the inbox in bytes (of the frames the messages came in): a delivered message
+    /// holds its bytes of this budget until the application drops its
+    /// [`InboxBytes`](crate::InboxBytes), so the budget also covers the application's own
+    /// queues as long as it keeps the permit with the message. Readers wait (TCP pushes back)
+    /// when it is spent. A frame larger than the whole budget takes all of it (it waits for an
+    /// empty budget), so any frame up to `max_frame` still gets through.
+    pub inbox_bytes: usize,
     /// Largest accepted frame payload, in bytes, both ways.
     pub max_frame: u32,
     /// Most queued messages written in one batch (one write call per batch).
@@ -42,6 +50,16 @@ pub struct MessengerConfig {
     pub dead_peer_timeout: Duration,
     /// Protocol version to announce and require (normally [`PROTOCOL_VERSION`]).
     pub protocol_version: u32,
+    /// How long an established inbound link may stay silent (no frame, no keepalive) before it
+    /// is closed and logged. The handshake has its own bound (`backoff.handshake_timeout`).
+    /// Must exceed `keepalive_interval` by a wide margin (at least twice; the default is six
+    /// times), so a healthy idle link, which sends a keepalive every `keepalive_interval`,
+    /// never trips it.
+    pub idle_timeout: Duration,
+    /// An outgoing link that wrote nothing for this long writes a keepalive frame (4 bytes),
+    /// so the peer's `idle_timeout` tells a silent stranger from an idle peer: between two
+    /// followers of an idle cluster no Paxos message travels at all.
+    pub keepalive_interval: Duration,
     /// Most inbound connections open at once (handshaking or carrying messages); a connection
     /// beyond it is closed at once, counted as refused and logged. Bounds the memory and file
     /// descriptors strangers can take: each connection holds at most about one `max_frame`.
@@ -49,9 +67,10 @@ pub struct MessengerConfig {
 }
 
 impl MessengerConfig {
-    /// A configuration with default bounds: queues of 4096 messages and 64 MiB, 16 MiB frames, batches of
-    /// up to 256 messages, default backoff, a
-    /// 10 s dead-peer timeout, at most 64 inbound connections.
+    /// A configuration with default bounds: queues of 4096 messages and 64 MiB, an inbox of
+    /// 4096 messages and 64 MiB, 16 MiB frames, batches of up to 256 messages, default
+    /// backoff, a 10 s dead-peer timeout, a 30 s idle timeout with a keepalive every 5 s, at
+    /// most 64 inbound connections.
     pub fn new(
         node_name: impl Into<String>,
         cluster_id: impl Into<String>,
@@ -67,11 +86,14 @@ impl MessengerConfig {
             queue_capacity: 4096,
             queue_bytes: 64 * 1024 * 1024,
             inbox_capacity: 4096,
+            inbox_bytes: 64 * 1024 * 1024,
             max_frame: wire_codec::DEFAULT_MAX_FRAME,
             batch_limit: 256,
             backoff: BackoffConfig::default(),
             dead_peer_timeout: Duration::from_secs(10),
             protocol_version: PROTOCOL_VERSION,
+            idle_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(5),
             max_inbound_connections: 64,
         }
     }

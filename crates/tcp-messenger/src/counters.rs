@@ -2,6 +2,7 @@
 //! (received, refused). Updated with relaxed atomics: they are statistics, not synchronisation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of one outgoing link's counters.
@@ -37,6 +38,15 @@ pub struct Counters {
     pub refused_handshakes: u64,
     /// Incoming connections closed because of a bad frame (oversized, invalid, failed check).
     pub refused_frames: u64,
+    /// Established incoming links closed because they stayed silent past the idle timeout.
+    pub closed_idle: u64,
+    /// Bytes read from established incoming links (frames and keepalives).
+    pub received_bytes: u64,
+    /// Bytes of read buffers (capacity) held by incoming connections right now: partial
+    /// frames and read-ahead. A declared length costs nothing until its bytes arrive.
+    pub buffered_bytes: u64,
+    /// Bytes of the inbox budget held right now by delivered messages not yet released.
+    pub inbox_bytes: u64,
 }
 
 impl Counters {
@@ -77,6 +87,12 @@ pub(crate) struct InboundCounters {
     pub received: AtomicU64,
     pub refused_handshakes: AtomicU64,
     pub refused_frames: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub received_bytes: AtomicU64,
+    /// A gauge: raised and lowered by [`Gauge`] holders.
+    pub buffered_bytes: Arc<AtomicU64>,
+    /// A gauge: raised on delivery, lowered when an [`InboxBytes`](crate::InboxBytes) drops.
+    pub inbox_bytes: Arc<AtomicU64>,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -85,4 +101,33 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 
 pub(crate) fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+/// One holder's share of a gauge: `set` moves the gauge by the difference, drop takes the
+/// share back out, so the gauge is always the sum of the live holders' values.
+#[derive(Debug)]
+pub(crate) struct Gauge {
+    gauge: Arc<AtomicU64>,
+    mine: u64,
+}
+
+impl Gauge {
+    pub(crate) fn new(gauge: Arc<AtomicU64>) -> Self {
+        Gauge { gauge, mine: 0 }
+    }
+
+    pub(crate) fn set(&mut self, value: u64) {
+        if value > self.mine {
+            self.gauge.fetch_add(value - self.mine, Ordering::Relaxed);
+        } else {
+            self.gauge.fetch_sub(self.mine - value, Ordering::Relaxed);
+        }
+        self.mine = value;
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }

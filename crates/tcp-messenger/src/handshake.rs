@@ -150,9 +150,16 @@ pub(crate) async fn read_frame<T: WireMessage>(
             max: max_frame,
         });
     }
-    // Bounded by the check above (a handshake frame is at most a few KiB).
-    let mut payload = vec![0u8; len as usize];
-    stream.read_exact(&mut payload).await?;
+    // Grown as bytes arrive, never reserved at the declared length (bounded by the check
+    // above in any case).
+    let mut payload = Vec::new();
+    let got = (&mut *stream)
+        .take(u64::from(len))
+        .read_to_end(&mut payload)
+        .await?;
+    if got != len as usize {
+        return Err(DecodeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     wire_codec::decode_payload(&payload, &mut AlignedVec::new())
 }
 

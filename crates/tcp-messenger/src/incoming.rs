@@ -4,13 +4,20 @@
 //! Invariants: a connection delivers nothing before its handshake was accepted; every refusal
 //! (stranger, wrong cluster or version, bad or oversized frame) closes only that connection,
 //! is counted, and is logged with the remote address and whatever name it gave; a
-//! connection's read buffer stays within about one maximum frame plus one read chunk; at most
-//! `max_inbound_connections` connections are open at once (the rest are closed on accept).
+//! connection's read buffer grows only with bytes that arrived (a declared length reserves
+//! nothing) and stays within about one maximum frame plus one read chunk, twice that at worst
+//! while it doubles, and is released once empty if it grew past [`KEEP_READ_BUFFER`]; at most
+//! `max_inbound_connections` connections are open at once (the rest are closed on accept); no
+//! connection stays open without sending: the handshake must complete within
+//! `handshake_timeout`, and after it every gap between reads is at most `idle_timeout` (the
+//! peer's link sends a keepalive frame, length 0, when it has nothing else to say); a
+//! delivered message holds its frame's bytes of the inbox budget until the application drops
+//! its [`InboxBytes`](crate::InboxBytes), and a reader waits for budget before delivering.
 
-use crate::counters::{InboundCounters, bump};
+use crate::counters::{Gauge, InboundCounters, bump};
 use crate::handshake::{Hello, HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
-use crate::messenger::Incoming;
-use bytes::BytesMut;
+use crate::messenger::{InboxBytes, Incoming};
+use bytes::{Buf, BytesMut};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +29,14 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use wire_codec::{Frame, FrameCodec, WireMessage};
+use wire_codec::{Frame, FrameCodec, LENGTH_PREFIX, WireMessage};
 
 /// Read buffer grown in steps of this size.
 const READ_CHUNK: usize = 64 * 1024;
+/// A read buffer that grew past this for a large frame is released once it is empty again.
+const KEEP_READ_BUFFER: usize = 1024 * 1024;
+/// A frame whose declared length is 0: sent by an idle link, skipped by the reader.
+const KEEPALIVE: [u8; LENGTH_PREFIX] = [0; LENGTH_PREFIX];
 
 /// What the listener and its connection tasks share.
 pub(crate) struct InboundContext<T> {
@@ -40,7 +51,12 @@ pub(crate) struct InboundContext<T> {
     pub connection_slots: Arc<Semaphore>,
     pub max_inbound_connections: usize,
     pub handshake_timeout: Duration,
+    /// Longest silence allowed on an established link.
+    pub idle_timeout: Duration,
     pub dead_peer_timeout: Duration,
+    /// The inbox byte budget: one permit per byte (`inbox_limit` in all).
+    pub inbox_budget: Arc<Semaphore>,
+    pub inbox_limit: u32,
     pub inbox: mpsc::Sender<Incoming<T>>,
     pub counters: Arc<InboundCounters>,
     pub shutdown: CancellationToken,
@@ -172,7 +188,7 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
     read_messages(stream, addr, from, ctx).await;
 }
 
-/// Decode frames until EOF, an error, or the inbox is gone.
+/// Decode frames until EOF, an error, a silence past the idle timeout, or the inbox is gone.
 async fn read_messages<T: WireMessage>(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -180,14 +196,35 @@ async fn read_messages<T: WireMessage>(
     ctx: &InboundContext<T>,
 ) {
     let mut codec = FrameCodec::<T>::new(ctx.max_frame);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
+    let mut held = Gauge::new(Arc::clone(&ctx.counters.buffered_bytes));
+    let mut unaccounted = 0u64;
     loop {
         loop {
+            let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
+                break;
+            };
+            if *prefix == KEEPALIVE {
+                buf.advance(LENGTH_PREFIX);
+                continue;
+            }
+            let frame_len = u64::from(u32::from_le_bytes(*prefix)) + LENGTH_PREFIX as u64;
             match codec.decode(&mut buf) {
                 Ok(Some(msg)) => {
+                    let Some(budget) = InboxBytes::acquire(
+                        &ctx.inbox_budget,
+                        ctx.inbox_limit,
+                        frame_len,
+                        &ctx.counters.inbox_bytes,
+                    )
+                    .await
+                    else {
+                        return;
+                    };
                     let incoming = Incoming {
                         from: Arc::clone(&from),
                         msg,
+                        held: budget,
                     };
                     if ctx.inbox.send(incoming).await.is_err() {
                         return;
@@ -202,20 +239,45 @@ async fn read_messages<T: WireMessage>(
                 }
             }
         }
+        held.set(buf.capacity() as u64);
+        // Counted once the bytes were decoded and the buffer measured, so a reader of the
+        // counters who saw the bytes arrive also sees what they cost.
+        bump(
+            &ctx.counters.received_bytes,
+            std::mem::take(&mut unaccounted),
+        );
+        if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
+            buf = BytesMut::new();
+        }
+        // Grow by one chunk at a time, only as bytes arrive (never to a declared length).
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => {
+        held.set(buf.capacity() as u64);
+        let read = tokio::time::timeout(ctx.idle_timeout, stream.read_buf(&mut buf)).await;
+        held.set(buf.capacity() as u64);
+        match read {
+            Ok(Ok(0)) => {
                 if !buf.is_empty() {
                     debug!(peer = %from, %addr, bytes = buf.len(), "link closed mid-frame");
                 }
                 info!(peer = %from, %addr, "link from peer closed");
                 return;
             }
-            Ok(_) => {}
-            Err(e) => {
+            Ok(Ok(n)) => unaccounted = n as u64,
+            Ok(Err(e)) => {
                 info!(peer = %from, %addr, error = %e, "link from peer broke");
+                return;
+            }
+            Err(_elapsed) => {
+                warn!(
+                    peer = %from,
+                    %addr,
+                    timeout = ?ctx.idle_timeout,
+                    partial_frame_bytes = buf.len(),
+                    "closing link from peer: silent past the idle timeout"
+                );
+                bump(&ctx.counters.closed_idle, 1);
                 return;
             }
         }

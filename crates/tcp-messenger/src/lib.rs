@@ -28,5 +28,5 @@ pub use config::{MessengerConfig, PROTOCOL_VERSION};
 pub use connection_fsm::BackoffConfig;
 pub use counters::{Counters, PeerCounters};
 pub use handshake::{Hello, HelloReply, MAX_MEMBERSHIP_LEN, MAX_NAME_LEN, membership_mismatch};
-pub use messenger::{Inbox, Incoming, Messenger, SendError, StartError};
+pub use messenger::{Inbox, InboxBytes, Incoming, Messenger, SendError, StartError};
 pub use wire_codec::{Frame, WireMessage};

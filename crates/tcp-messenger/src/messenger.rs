@@ -3,7 +3,8 @@
 //!
 //! Invariants: `send`/`broadcast` only encode and push onto leaky queues (no await, no lock held
 //! across I/O); every task the messenger starts is tracked and stopped by `shutdown` (or when
-//! the last `Messenger` handle is dropped).
+//! the last `Messenger` handle is dropped); the inbox byte gauge is the sum of the live
+//! [`InboxBytes`] (each takes its share back when dropped), and never exceeds `inbox_bytes`.
 
 use crate::config::MessengerConfig;
 use crate::counters::{Counters, InboundCounters, LinkCounters, PeerCounters, read};
@@ -15,19 +16,68 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire_codec::{EncodeError, Frame, WireMessage};
 
 /// A message from a peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Incoming<T> {
     /// The sender's node name, as accepted in its handshake.
     pub from: Arc<str>,
     /// The validated message.
     pub msg: T,
+    /// The message's share of the inbox byte budget; keep it with the message while it waits
+    /// in the application's own queues, drop it once the message is handled.
+    pub held: InboxBytes,
+}
+
+/// Bytes of the inbox budget ([`MessengerConfig::inbox_bytes`]) held by one delivered
+/// message: the size of the frame it came in (capped at the budget). Dropping it releases
+/// them, which lets a waiting reader deliver more.
+#[derive(Debug, Default)]
+pub struct InboxBytes {
+    bytes: u64,
+    permit: Option<OwnedSemaphorePermit>,
+    gauge: Option<Arc<AtomicU64>>,
+}
+
+impl InboxBytes {
+    /// Take `bytes` of `budget` (waiting until they are free) and count them in `gauge`.
+    pub(crate) async fn acquire(
+        budget: &Arc<Semaphore>,
+        limit: u32,
+        bytes: u64,
+        gauge: &Arc<AtomicU64>,
+    ) -> Option<InboxBytes> {
+        // A frame larger than the whole budget takes all of it.
+        let weight = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, limit);
+        let permit = Arc::clone(budget).acquire_many_owned(weight).await.ok()?;
+        gauge.fetch_add(u64::from(weight), Ordering::Relaxed);
+        Some(InboxBytes {
+            bytes: u64::from(weight),
+            permit: Some(permit),
+            gauge: Some(Arc::clone(gauge)),
+        })
+    }
+
+    /// The bytes held (0 for a default, empty one).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for InboxBytes {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+        // The permit (if any) goes back to the budget right after.
+        drop(self.permit.take());
+    }
 }
 
 /// Why the messenger did not start.
@@ -187,6 +237,7 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
                 backoff: config.backoff,
                 batch_limit: config.batch_limit,
                 dead_peer_timeout: config.dead_peer_timeout,
+                keepalive_interval: config.keepalive_interval,
                 counters: Arc::clone(&counters),
                 established: established_tx,
                 shutdown: shutdown.clone(),
@@ -202,6 +253,10 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             );
         }
         let (inbox_tx, inbox_rx) = mpsc::channel(config.inbox_capacity);
+        // Permits are acquired in u32 steps; a budget beyond 4 GiB is 4 GiB.
+        let inbox_limit = u32::try_from(config.inbox_bytes)
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
         let inbound = Arc::new(InboundCounters::default());
         let ctx = Arc::new(InboundContext {
             peers: config
@@ -222,7 +277,10 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             )),
             max_inbound_connections: config.max_inbound_connections,
             handshake_timeout: config.backoff.handshake_timeout,
+            idle_timeout: config.idle_timeout,
             dead_peer_timeout: config.dead_peer_timeout,
+            inbox_budget: Arc::new(Semaphore::new(inbox_limit as usize)),
+            inbox_limit,
             inbox: inbox_tx,
             counters: Arc::clone(&inbound),
             shutdown: shutdown.clone(),
@@ -246,9 +304,17 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
         ))
     }
 
-    /// Encode `msg` once into a frame (to send the same bytes to several peers).
+    /// Encode `msg` once into a frame (to send the same bytes to several peers). A message
+    /// that encodes to zero bytes is refused: a frame of length 0 is the keepalive.
     pub fn encode(&self, msg: &T) -> Result<Frame, EncodeError> {
-        Frame::encode(msg, self.inner.max_frame)
+        let frame = Frame::encode(msg, self.inner.max_frame)?;
+        if frame.payload().is_empty() {
+            return Err(EncodeError::Serialize {
+                type_name: std::any::type_name::<T>(),
+                reason: "encodes to zero bytes, which is the keepalive frame".into(),
+            });
+        }
+        Ok(frame)
     }
 
     /// Queue `msg` for `peer`. Never blocks or awaits; a full queue drops the message (counted).
@@ -319,6 +385,10 @@ impl<T> Messenger<T> {
             received: read(&inbound.received),
             refused_handshakes: read(&inbound.refused_handshakes),
             refused_frames: read(&inbound.refused_frames),
+            closed_idle: read(&inbound.closed_idle),
+            received_bytes: read(&inbound.received_bytes),
+            buffered_bytes: read(&inbound.buffered_bytes),
+            inbox_bytes: read(&inbound.inbox_bytes),
         }
     }
 
@@ -400,6 +470,18 @@ fn validate(config: &MessengerConfig) -> Result<(), StartError> {
     }
     if config.max_frame == 0 {
         return bad("max_frame must be at least 1 byte".into());
+    }
+    if config.inbox_bytes == 0 {
+        return bad("inbox_bytes must be at least 1".into());
+    }
+    if config.keepalive_interval.is_zero()
+        || config.idle_timeout < config.keepalive_interval.saturating_mul(2)
+    {
+        return bad(format!(
+            "idle_timeout ({:?}) must be at least twice keepalive_interval ({:?}), and \
+             keepalive_interval above zero, or idle peers would be cut off",
+            config.idle_timeout, config.keepalive_interval
+        ));
     }
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! Invariants: frames leave in queue order; one write call per batch of queued frames (the
 //! "flush"); a broken link is noticed by a pending read (the peer never writes after its
 //! handshake reply, so EOF or any byte means the link is over) as well as by write errors; the
-//! task never touches the queue's senders, so `send` never waits for it.
+//! task never touches the queue's senders, so `send` never waits for it; an established link
+//! never stays silent longer than `keepalive_interval` (it writes a keepalive frame, a
+//! length prefix of 0, when there was nothing else), so the peer's idle timeout only closes
+//! links that are really dead or were never a peer's.
 
 use crate::counters::{LinkCounters, bump};
 use crate::handshake::{HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
@@ -22,6 +25,9 @@ use wire_codec::{DecodeError, Frame};
 
 /// Largest write buffer kept between batches; a bigger one (after a burst) is released.
 const KEEP_WRITE_BUFFER: usize = 1 << 20;
+/// The keepalive frame: a length prefix of 0, which no message encodes to (the listener skips
+/// it; see `incoming`).
+const KEEPALIVE: [u8; wire_codec::LENGTH_PREFIX] = [0; wire_codec::LENGTH_PREFIX];
 
 /// What one link task needs.
 pub(crate) struct LinkContext {
@@ -35,6 +41,8 @@ pub(crate) struct LinkContext {
     pub backoff: BackoffConfig,
     pub batch_limit: usize,
     pub dead_peer_timeout: std::time::Duration,
+    /// Longest silence before a keepalive frame is written.
+    pub keepalive_interval: std::time::Duration,
     pub counters: Arc<LinkCounters>,
     /// Number of links established so far.
     pub established: watch::Sender<u64>,
@@ -239,8 +247,15 @@ async fn pump(
     let mut batch: Vec<Frame> = Vec::with_capacity(ctx.batch_limit);
     let mut out = BytesMut::new();
     let mut probe = [0u8; 1];
+    let mut quiet_since = Instant::now();
     loop {
         tokio::select! {
+            () = sleep_until(quiet_since + ctx.keepalive_interval) => {
+                if let Err(e) = writer.write_all(&KEEPALIVE).await {
+                    return LinkEnd::Broken(format!("keepalive write failed: {e}"));
+                }
+                quiet_since = Instant::now();
+            }
             n = queue.recv_many(&mut batch, ctx.batch_limit) => {
                 if n == 0 {
                     return LinkEnd::QueueClosed;
@@ -260,6 +275,7 @@ async fn pump(
                 if out.capacity() > KEEP_WRITE_BUFFER {
                     out = BytesMut::new();
                 }
+                quiet_since = Instant::now();
                 match written {
                     Ok(()) => bump(&ctx.counters.sent, count),
                     Err(e) => {

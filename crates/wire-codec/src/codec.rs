@@ -1,9 +1,10 @@
 //! `tokio_util::codec` adapter: decode validated messages from a byte stream, encode messages
 //! or pre-encoded [`Frame`]s into it.
 //!
-//! Invariant: the decoder never reserves more than `LENGTH_PREFIX + max_frame` bytes, and only
-//! after the prefix was checked; an oversized prefix is an error at once, before its payload
-//! arrives.
+//! Invariants: the decoder never reserves buffer space for a frame whose bytes have not
+//! arrived: a declared length is only a claim, so the caller grows its read buffer as bytes
+//! come in (a peer declaring 32 MiB and sending one byte costs one read chunk, not 32 MiB);
+//! an oversized prefix is an error at once, before its payload arrives.
 
 use crate::frame::{LENGTH_PREFIX, decode_payload, encode_payload_into};
 use crate::{DecodeError, EncodeError, Frame, WireMessage};
@@ -61,7 +62,8 @@ impl<T: WireMessage> Decoder for FrameCodec<T> {
         // Lossless: len <= max_frame <= u32::MAX, and usize is at least 32 bits here.
         let total = LENGTH_PREFIX + len as usize;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Nothing reserved here: the declared length is the sender's claim, not bytes we
+            // hold (see the module invariants).
             return Ok(None);
         }
         src.advance(LENGTH_PREFIX);

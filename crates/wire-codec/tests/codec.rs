@@ -93,6 +93,23 @@ fn oversized_prefix_is_refused_before_payload_arrives() {
 }
 
 #[test]
+fn a_declared_length_reserves_nothing_until_its_bytes_arrive() {
+    // A sender may claim the largest allowed frame and then send one byte (or nothing): the
+    // decoder must not reserve the claimed size on the strength of the 4-byte prefix.
+    let mut codec = FrameCodec::<Msg>::new(u32::MAX);
+    let mut buf = BytesMut::new();
+    buf.put_u32_le(32 * 1024 * 1024);
+    buf.put_u8(0);
+    assert!(matches!(codec.decode(&mut buf), Ok(None)));
+    assert!(
+        buf.capacity() < 64 * 1024,
+        "capacity {} reserved for a frame of which 1 byte arrived",
+        buf.capacity()
+    );
+    assert_eq!(buf.len(), 5, "the partial frame stays in the buffer");
+}
+
+#[test]
 fn oversized_message_is_not_encoded() {
     let big = Msg::Accept(Accept {
         round: 1,
