@@ -153,6 +153,9 @@ pub struct ClusterSection {
     /// The master lease period in seconds (fractions allowed, e.g. `0.5`).
     #[serde(default = "default_lease")]
     pub lease_period_secs: f64,
+    /// Bounds on what peers may make this node hold or do (`[cluster.messaging]`).
+    #[serde(default, skip_serializing_if = "MessagingLimits::is_default")]
+    pub messaging: MessagingLimits,
     /// Names of non-voting nodes: they receive the log but never vote or become master.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learners: Vec<String>,
@@ -162,6 +165,113 @@ pub struct ClusterSection {
     /// Most encoded bytes batched into one Paxos value.
     #[serde(default = "default_batch_bytes")]
     pub max_batch_bytes: u64,
+}
+
+/// `[cluster.messaging]`: bounds on the node-to-node listener, the same on every node (a
+/// link's keepalive interval is derived from the idle timeout, so both ends must agree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingLimits {
+    /// An established peer link that sends nothing for this long is closed and logged. Every
+    /// link sends a keepalive after a sixth of it without traffic (5 s by default), besides the
+    /// master's lease renewals every half lease period and retransmissions (at most every
+    /// 50 ms) on the links that carry them, so a healthy idle cluster never trips it; only a
+    /// link whose keepalives stop for six intervals in a row (a stalled or vanished peer, or
+    /// a stranger) does. The dead-peer timeout (10 s) usually notices a vanished host first.
+    #[serde(default = "default_peer_idle_timeout")]
+    pub idle_timeout_secs: f64,
+    /// Bytes of peer messages held at once between the socket and the driver (the messenger's
+    /// inbox plus the driver's queue); readers wait beyond it, pushing back through TCP.
+    #[serde(default = "default_peer_inbox_bytes")]
+    pub inbox_bytes: u64,
+    /// Catch-up and snapshot requests served per second and peer (each kind its own bucket);
+    /// more are dropped and counted. A catching-up peer asks once per answer, far below it.
+    #[serde(default = "default_peer_requests_per_sec")]
+    pub requests_per_sec: f64,
+    /// Requests a peer may send at once after a quiet spell (the token bucket's size).
+    #[serde(default = "default_peer_request_burst")]
+    pub request_burst: u32,
+}
+
+fn default_peer_idle_timeout() -> f64 {
+    30.0
+}
+fn default_peer_inbox_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_peer_requests_per_sec() -> f64 {
+    1000.0
+}
+fn default_peer_request_burst() -> u32 {
+    64
+}
+
+impl Default for MessagingLimits {
+    fn default() -> Self {
+        MessagingLimits {
+            idle_timeout_secs: default_peer_idle_timeout(),
+            inbox_bytes: default_peer_inbox_bytes(),
+            requests_per_sec: default_peer_requests_per_sec(),
+            request_burst: default_peer_request_burst(),
+        }
+    }
+}
+
+impl MessagingLimits {
+    fn is_default(&self) -> bool {
+        *self == MessagingLimits::default()
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+
+    /// The keepalive interval every link uses: a sixth of the idle timeout.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.idle_timeout() / 6
+    }
+
+    /// `Err((field, problem))` for a value outside its range.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1.0..=3600.0).contains(&self.idle_timeout_secs) {
+            return Err((
+                "idle_timeout_secs",
+                format!(
+                    "is {}; it must lie between 1 and 3600 seconds",
+                    self.idle_timeout_secs
+                ),
+            ));
+        }
+        if !(1024 * 1024..=4 * 1024 * 1024 * 1024).contains(&self.inbox_bytes) {
+            return Err((
+                "inbox_bytes",
+                format!(
+                    "is {}; it must lie between 1 MiB and 4 GiB",
+                    self.inbox_bytes
+                ),
+            ));
+        }
+        if !(1.0..=1_000_000.0).contains(&self.requests_per_sec) {
+            return Err((
+                "requests_per_sec",
+                format!(
+                    "is {}; it must lie between 1 and 1000000",
+                    self.requests_per_sec
+                ),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.request_burst) {
+            return Err((
+                "request_burst",
+                format!(
+                    "is {}; it must lie between 1 and 1000000",
+                    self.request_burst
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One `[[nodes]]` entry.
@@ -292,6 +402,7 @@ impl ClusterSection {
             forced_master: None,
             preferred_master: None,
             lease_period_secs: defaults::LEASE_PERIOD_SECS,
+            messaging: MessagingLimits::default(),
             learners: Vec::new(),
             max_batch_updates: defaults::MAX_BATCH_UPDATES,
             max_batch_bytes: defaults::MAX_BATCH_BYTES,
@@ -440,6 +551,9 @@ impl ClusterConfig {
                 ),
             ));
         }
+        c.messaging
+            .validate()
+            .map_err(|(field, problem)| invalid(format!("cluster.messaging.{field}"), problem))?;
         if c.max_batch_updates == 0 {
             return Err(invalid(
                 "cluster.max_batch_updates".into(),

@@ -86,6 +86,9 @@ pub enum Input {
         from: NodeId,
         /// The message.
         msg: PeerMessage,
+        /// Its share of the messenger's inbox byte budget, released once the driver has
+        /// handled it: peer bytes waiting in the inbox and in this queue stay within the budget.
+        held: tcp_messenger::InboxBytes,
     },
     /// Give up the master role (admin drop_master).
     DropMaster,
@@ -498,7 +501,10 @@ impl Driver {
                     payload,
                 });
             }
-            Input::Peer { from, msg } => self.on_peer(from, msg),
+            Input::Peer { from, msg, held } => {
+                self.on_peer(from, msg);
+                drop(held);
+            }
             Input::DropMaster => self.step(Event::DropMaster),
             Input::Collapse { reply } => self.submit(Job::Collapse {
                 force: true,

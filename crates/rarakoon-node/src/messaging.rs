@@ -5,13 +5,34 @@
 //! the membership's `NodeId` order (`crate::membership`), drops (with a log line) anything from
 //! a name it does not know, and drops any message naming a node number outside the membership
 //! ([`crate::wire::check_nodes`]) before the driver sees it.
+//!
+//! Requests that make this node read from disk on a peer's behalf (`CatchUpRequest`,
+//! `SnapshotRequest`) pass a token bucket per peer and kind ([`RequestLimits`]) before they
+//! reach the driver; beyond it they are dropped, counted in [`MessagingCounters`] and logged at
+//! debug level. A peer flooding them can then neither fill the driver's queue nor the storage
+//! thread's backlog (each snapshot request is a storage job, and a full job queue stops the
+//! driver taking inputs). Every message keeps its share of the messenger's inbox byte budget
+//! ([`tcp_messenger::InboxBytes`]) while it waits in the driver's queue, so peer bytes waiting
+//! in the inbox and the driver queue together stay within `MessengerConfig::inbox_bytes`.
+//!
+//! Why the default bucket (1000 requests a second, bursts of 64, per peer and kind) never slows
+//! a legitimate peer: catching up is self-clocked. paxos-core keeps one catch-up request
+//! outstanding and sends the next when the answer arrives (an unanswered one is repeated once
+//! per retransmit interval, at most every 50 ms); the snapshot fetcher asks for the next chunk
+//! when the previous one arrived. So a real peer asks at most once per round trip plus
+//! serving time, and 1000 a second is 256 000 log entries (256 per answer) or 1 GiB of
+//! snapshot (1 MiB chunks) a second: more than one storage thread serves or a 10 Gb/s link
+//! carries. The burst absorbs retransmissions that bunch up after a stall. Only a peer asking
+//! faster than its answers can come back ever hits the limit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use paxos_core::NodeId;
+use paxos_core::{Message, NodeId};
 use tcp_messenger::{Inbox, Messenger};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::driver::Input;
 use crate::transport::Transport;
@@ -49,11 +70,93 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Moves messages from the messenger's inbox to the driver until either side closes.
+/// The token bucket applied per peer, separately to catch-up and to snapshot requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestLimits {
+    /// Sustained requests per second (tokens added per second).
+    pub per_sec: f64,
+    /// Requests taken at once after a quiet spell (the bucket's size).
+    pub burst: f64,
+}
+
+impl Default for RequestLimits {
+    /// 1000 a second, bursts of 64 (see the module documentation for why).
+    fn default() -> Self {
+        RequestLimits {
+            per_sec: 1000.0,
+            burst: 64.0,
+        }
+    }
+}
+
+/// What the pump dropped, for the node's statistics.
+#[derive(Debug, Default)]
+pub struct MessagingCounters {
+    /// Catch-up requests dropped by the rate limit.
+    pub dropped_catch_up_requests: AtomicU64,
+    /// Snapshot requests dropped by the rate limit.
+    pub dropped_snapshot_requests: AtomicU64,
+    /// Messages from an unknown name or naming nodes outside the membership.
+    pub dropped_invalid: AtomicU64,
+    /// Messages handed to the driver.
+    pub delivered: AtomicU64,
+}
+
+impl MessagingCounters {
+    /// Catch-up plus snapshot requests dropped by the rate limit.
+    pub fn dropped_requests(&self) -> u64 {
+        self.dropped_catch_up_requests.load(Ordering::Relaxed)
+            + self.dropped_snapshot_requests.load(Ordering::Relaxed)
+    }
+}
+
+/// A token bucket on tokio's clock (so paused-clock tests drive it).
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(limits: RequestLimits, now: Instant) -> Self {
+        Bucket {
+            tokens: limits.burst,
+            at: now,
+        }
+    }
+
+    /// Take one token if there is one.
+    fn take(&mut self, limits: RequestLimits, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at);
+        self.at = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * limits.per_sec).min(limits.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Which bucket a message draws from, if any.
+fn request_kind(msg: &PeerMessage) -> Option<usize> {
+    match msg {
+        PeerMessage::Paxos(Message::CatchUpRequest { .. }) => Some(0),
+        PeerMessage::SnapshotRequest { .. } => Some(1),
+        _ => None,
+    }
+}
+
+/// Moves messages from the messenger's inbox to the driver until either side closes, dropping
+/// catch-up and snapshot requests beyond `limits` (per peer and kind) and counting in
+/// `counters`.
 pub async fn pump_inbox(
     mut inbox: Inbox<PeerMessage>,
     names: Vec<String>,
     driver: mpsc::Sender<Input>,
+    limits: RequestLimits,
+    counters: Arc<MessagingCounters>,
 ) {
     let ids: BTreeMap<Arc<str>, NodeId> = names
         .iter()
@@ -64,6 +167,9 @@ pub async fn pump_inbox(
                 .map(|i| (Arc::from(n.as_str()), NodeId(i)))
         })
         .collect();
+    let start = Instant::now();
+    let mut buckets: Vec<[Bucket; 2]> =
+        vec![[Bucket::full(limits, start), Bucket::full(limits, start)]; names.len()];
     let mut batch = Vec::with_capacity(64);
     loop {
         batch.clear();
@@ -73,22 +179,43 @@ pub async fn pump_inbox(
         for incoming in batch.drain(..) {
             let Some(&from) = ids.get(&incoming.from) else {
                 tracing::warn!(peer = %incoming.from, "message from an unknown node dropped");
+                counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             if let Err(problem) = crate::wire::check_nodes(&incoming.msg, names.len()) {
                 tracing::warn!(peer = %incoming.from, "invalid message dropped: {problem}");
+                counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
                 continue;
+            }
+            if let Some(kind) = request_kind(&incoming.msg) {
+                let bucket = buckets.get_mut(from.index()).and_then(|b| b.get_mut(kind));
+                if !bucket.is_some_and(|b| b.take(limits, Instant::now())) {
+                    let (counter, what) = if kind == 0 {
+                        (&counters.dropped_catch_up_requests, "catch-up")
+                    } else {
+                        (&counters.dropped_snapshot_requests, "snapshot")
+                    };
+                    let dropped = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::debug!(
+                        peer = %incoming.from,
+                        dropped,
+                        "{what} request over the rate limit dropped"
+                    );
+                    continue;
+                }
             }
             if driver
                 .send(Input::Peer {
                     from,
                     msg: incoming.msg,
+                    held: incoming.held,
                 })
                 .await
                 .is_err()
             {
                 return;
             }
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -296,6 +296,10 @@ impl Node {
         );
         messenger_config.max_frame = bounds.max_frame;
         messenger_config.membership = membership.view();
+        let peer_limits = &config.cluster.messaging;
+        messenger_config.idle_timeout = peer_limits.idle_timeout();
+        messenger_config.keepalive_interval = peer_limits.keepalive_interval();
+        messenger_config.inbox_bytes = usize::try_from(peer_limits.inbox_bytes).unwrap_or(usize::MAX);
         let (messenger, inbox) = Messenger::<PeerMessage>::start(messenger_config)
             .await
             .map_err(|e| NodeError::Bind {
@@ -306,7 +310,17 @@ impl Node {
         let messaging_addr = messenger.local_addr();
 
         let (inputs_tx, inputs_rx) = mpsc::channel(16 * 1024);
-        tokio::spawn(pump_inbox(inbox, names.clone(), inputs_tx.clone()));
+        let request_limits = crate::messaging::RequestLimits {
+            per_sec: peer_limits.requests_per_sec,
+            burst: f64::from(peer_limits.request_burst),
+        };
+        tokio::spawn(pump_inbox(
+            inbox,
+            names.clone(),
+            inputs_tx.clone(),
+            request_limits,
+            Arc::default(),
+        ));
         let transport = Arc::new(TcpTransport::new(messenger.clone(), names.clone()));
         let mut driver = Driver::new(
             core,

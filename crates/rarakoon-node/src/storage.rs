@@ -772,17 +772,29 @@ impl StorageThread {
         )
     }
 
+    /// Answers a peer's `SnapshotRequest{offset, len}`. Offset 0 (re)starts a transfer from the
+    /// newest head snapshot; any other offset continues the peer's open stream, or opens the
+    /// head snapshot, and seeks there: a retry after a lost chunk or a peer asking from the
+    /// middle costs one seek, never a re-read of the bytes before `offset`.
     fn serve_snapshot(&mut self, peer: NodeId, offset: u64, len: u32) {
         let len = len.clamp(1, SNAPSHOT_CHUNK_BYTES) as usize;
-        let existing = self
-            .serving
-            .iter()
-            .position(|(p, _, sent)| *p == peer && *sent == offset && offset != 0);
+        let existing = self.serving.iter().position(|(p, _, _)| *p == peer);
         let slot = match existing {
-            Some(i) => i,
-            None => {
+            Some(i) if offset != 0 => {
+                let (_, stream, sent) = &mut self.serving[i];
+                if *sent != offset {
+                    if let Err(e) = stream.seek(offset) {
+                        tracing::warn!(%peer, offset, "cannot serve a peer's snapshot request: {e}");
+                        self.serving.retain(|(p, _, _)| *p != peer);
+                        return;
+                    }
+                    *sent = offset;
+                }
+                i
+            }
+            _ => {
                 self.serving.retain(|(p, _, _)| *p != peer);
-                match self.open_stream_at(offset) {
+                match open_snapshot_at(self.wal.fs().as_ref(), &self.config.wal_dir(), offset) {
                     Ok(Some(stream)) => {
                         self.serving.push((peer, stream, offset));
                         self.serving.len() - 1
@@ -794,7 +806,7 @@ impl StorageThread {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(%peer, "cannot open head snapshot for a peer: {e}");
+                        tracing::warn!(%peer, offset, "cannot open head snapshot for a peer: {e}");
                         return;
                     }
                 }
@@ -826,24 +838,6 @@ impl StorageThread {
                 self.serving.retain(|(p, _, _)| *p != peer);
             }
         }
-    }
-
-    /// Opens the head snapshot and skips to `offset` (a retry after a lost chunk).
-    fn open_stream_at(&self, offset: u64) -> Result<Option<SnapshotStream>, WalError> {
-        let Some(mut stream) =
-            SnapshotStream::open(self.wal.fs().as_ref(), &self.config.wal_dir())?
-        else {
-            return Ok(None);
-        };
-        let mut skipped = 0;
-        while skipped < offset {
-            let step = (offset - skipped).min(u64::from(SNAPSHOT_CHUNK_BYTES)) as usize;
-            match stream.next_chunk(step)? {
-                Some(c) => skipped += c.len() as u64,
-                None => break,
-            }
-        }
-        Ok(Some(stream))
     }
 
     fn start_fetch(&mut self, peer: NodeId) {
@@ -1096,6 +1090,23 @@ pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) ->
         },
         fsync: node.fsync,
     }
+}
+
+/// Opens the head snapshot in `wal_dir` positioned at byte `offset`, with one seek (the bytes
+/// before `offset` are not read). `Ok(None)` if there is no head snapshot; an offset past its
+/// end is an error (a peer's request, so the caller logs and drops it).
+pub fn open_snapshot_at(
+    fs: &dyn FileSystem,
+    wal_dir: &Path,
+    offset: u64,
+) -> Result<Option<SnapshotStream>, WalError> {
+    let Some(mut stream) = SnapshotStream::open(fs, wal_dir)? else {
+        return Ok(None);
+    };
+    if offset != 0 {
+        stream.seek(offset)?;
+    }
+    Ok(Some(stream))
 }
 
 /// The path of a node's WAL directory.

@@ -57,6 +57,7 @@ fn stale_prepare() -> Input {
             },
             committed: 0,
         }),
+        held: Default::default(),
     }
 }
 
@@ -381,6 +382,7 @@ fn a_full_storage_queue_stalls_neither_ticks_nor_the_client_listener() {
                     .send(Input::Peer {
                         from: NodeId(1),
                         msg: PeerMessage::SnapshotRequest { offset: 0, len: 1 },
+                        held: Default::default(),
                     })
                     .await
                     .unwrap();

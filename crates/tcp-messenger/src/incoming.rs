@@ -200,15 +200,12 @@ async fn read_messages<T: WireMessage>(
     let mut held = Gauge::new(Arc::clone(&ctx.counters.buffered_bytes));
     let mut unaccounted = 0u64;
     loop {
-        loop {
-            let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
-                break;
-            };
-            if *prefix == KEEPALIVE {
+        while let Some(&prefix) = buf.first_chunk::<LENGTH_PREFIX>() {
+            if prefix == KEEPALIVE {
                 buf.advance(LENGTH_PREFIX);
                 continue;
             }
-            let frame_len = u64::from(u32::from_le_bytes(*prefix)) + LENGTH_PREFIX as u64;
+            let frame_len = u64::from(u32::from_le_bytes(prefix)) + LENGTH_PREFIX as u64;
             match codec.decode(&mut buf) {
                 Ok(Some(msg)) => {
                     let Some(budget) = InboxBytes::acquire(
