@@ -211,9 +211,12 @@ async fn peer_bytes_waiting_in_the_driver_queue_count_against_the_inbox_budget()
     for i in 0..MESSAGES {
         n1.send("n0", &chunk(i)).unwrap();
     }
-    // The driver takes nothing yet: the budget fills and the reader waits.
+    // The driver takes nothing yet: the budget fills and the reader waits (or, were the
+    // budget not held through the driver queue, every chunk lands in that queue).
     let fill = async {
-        while (n0.counters().inbox_bytes as usize) < BUDGET - CHUNK - 4096 {
+        while (n0.counters().inbox_bytes as usize) < BUDGET - CHUNK - 4096
+            && ((tx.max_capacity() - tx.capacity()) as u64) < MESSAGES
+        {
             tokio::task::yield_now().await;
         }
     };
