@@ -232,10 +232,13 @@ fn is_write(r: &Request) -> bool {
 async fn pipelined_writes_overlap_finish_out_of_order_and_a_later_read_sees_them_all() {
     let handler = Gated::new(is_write);
     for i in 0..8 {
-        handler.store.execute(Request::Set {
-            key: b(&format!("k{i}")),
-            value: b(&format!("old{i}")),
-        });
+        assert_eq!(
+            handler.store.execute(Request::Set {
+                key: b(&format!("k{i}")),
+                value: b(&format!("old{i}")),
+            }),
+            Ok(Response::Set)
+        );
     }
     let listener = start(handler.clone(), ListenerConfig::new(CLUSTER)).await;
     let mut raw = Raw::connect(listener.local_addr()).await;
