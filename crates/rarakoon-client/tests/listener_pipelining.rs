@@ -502,7 +502,9 @@ async fn a_client_that_half_closes_after_pipelining_gets_every_reply() {
     let handler = Gated::new(|_| false);
     let listener = start(handler.clone(), ListenerConfig::new(CLUSTER)).await;
     let mut raw = Raw::connect(listener.local_addr()).await;
-    let mut requests: Vec<Request> = (0..50)
+    // More requests than may be in flight at once: those still buffered at the end of input
+    // are served too.
+    let mut requests: Vec<Request> = (0..200)
         .map(|i| Request::Set {
             key: b(&format!("k{i}")),
             value: b(&format!("v{i}")),
@@ -511,9 +513,48 @@ async fn a_client_that_half_closes_after_pipelining_gets_every_reply() {
     requests.push(Request::GetKeyCount);
     raw.send(&requests).await;
     raw.stream.shutdown().await.unwrap();
-    let replies = raw.replies(51).await;
-    assert!(replies[..50].iter().all(|r| *r == Ok(Response::Set)));
-    assert_eq!(replies[50], Ok(Response::GetKeyCount(50)));
+    let replies = raw.replies(201).await;
+    assert!(replies[..200].iter().all(|r| *r == Ok(Response::Set)));
+    assert_eq!(replies[200], Ok(Response::GetKeyCount(200)));
+    raw.assert_closed().await;
+    listener.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_buffered_behind_a_full_pipeline_at_the_end_of_input_are_still_served() {
+    // The first write is held; the read behind it waits, and the client half-closes: the
+    // listener has read everything and the end of input before the pipeline drains. Then
+    // more requests are buffered than may be in flight at once.
+    let handler = Gated::new(|r| matches!(r, Request::Set { key, .. } if &key[..] == b"slow"));
+    let listener = start(handler.clone(), ListenerConfig::new(CLUSTER)).await;
+    let mut raw = Raw::connect(listener.local_addr()).await;
+    let mut requests = vec![
+        Request::Set {
+            key: b("slow"),
+            value: b("v"),
+        },
+        Request::Get {
+            consistency: Consistency::Consistent,
+            key: b("slow"),
+        },
+    ];
+    requests.extend((0..200).map(|i| Request::Set {
+        key: b(&format!("k{i}")),
+        value: b("v"),
+    }));
+    requests.push(Request::GetKeyCount);
+    raw.send(&requests).await;
+    raw.stream.shutdown().await.unwrap();
+    handler.wait_for("start 0 set").await;
+    // Let the listener take in everything, the end of input included, before the write
+    // finishes (scheduler turns, no clock).
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    handler.open(0);
+    let replies = raw.replies(requests.len()).await;
+    assert_eq!(replies[1], Ok(Response::Get(b("v"))));
+    assert_eq!(replies[requests.len() - 1], Ok(Response::GetKeyCount(201)));
     raw.assert_closed().await;
     listener.shutdown().await;
 }

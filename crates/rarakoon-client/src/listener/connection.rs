@@ -231,6 +231,8 @@ struct Connection<'a, H> {
     /// The socket may still be read.
     reading: bool,
     eof: bool,
+    /// The last decode found no complete frame in the input (reset by every read).
+    input_exhausted: bool,
     shutting_down: bool,
     waiting_budget: bool,
     protocol_error: Option<ProtocolError>,
@@ -260,6 +262,7 @@ impl<'a, H: Handler> Connection<'a, H> {
             admitting: true,
             reading: true,
             eof: false,
+            input_exhausted: false,
             shutting_down: false,
             waiting_budget: false,
             protocol_error: None,
@@ -408,7 +411,10 @@ impl<'a, H: Handler> Connection<'a, H> {
             let frame = self.codec.decode(&mut self.input);
             let used = before - self.input.len();
             match frame {
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    self.input_exhausted = true;
+                    return Ok(None);
+                }
                 Ok(Some(ServerFrame::Prologue(prologue))) => {
                     self.ledger.release(used);
                     self.ledger.trim();
@@ -496,7 +502,8 @@ impl<'a, H: Handler> Connection<'a, H> {
                 self.stop = Some(End::Protocol(e.to_string()));
             } else if self.shutting_down {
                 self.stop = Some(End::Shutdown);
-            } else if self.eof {
+            } else if self.eof && self.input_exhausted {
+                // Every complete request received was served; a partial one is dropped.
                 self.stop = Some(End::PeerClosed);
             }
         }
@@ -651,6 +658,7 @@ impl<'a, H: Handler> Connection<'a, H> {
             match read {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Event::Eof),
                 Poll::Ready(Ok(got)) => {
+                    self.input_exhausted = false;
                     self.ledger.hold(got);
                     self.ledger.trim();
                     return Poll::Ready(Event::Read);
