@@ -208,6 +208,10 @@ pub struct NodeConfig {
     /// acknowledged writes, and the node logs a loud warning at start.
     #[serde(default = "default_fsync")]
     pub fsync: bool,
+    // --- metrics endpoint ---
+    /// Where the node serves `GET /metrics` and `GET /health` over HTTP (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<SocketAddr>,
 }
 
 fn default_lease() -> f64 {
@@ -262,6 +266,7 @@ impl NodeConfig {
             max_client_connections: defaults::MAX_CLIENT_CONNECTIONS,
             max_snapshot_bytes: defaults::MAX_SNAPSHOT_BYTES,
             fsync: true,
+            metrics_address: None,
         }
     }
 
@@ -475,6 +480,7 @@ impl ClusterConfig {
         let mut names = BTreeSet::new();
         let mut addresses = BTreeSet::new();
         let mut client_endpoints = BTreeSet::new();
+        let mut metrics_endpoints = BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let field = |f: &str| format!("nodes[{i}].{f}");
             check_name(&node.name).map_err(|p| invalid(field("name"), p))?;
@@ -511,6 +517,27 @@ impl ClusterConfig {
                     field("client_port"),
                     format!("client endpoint `{client}` is already used by another listener"),
                 ));
+            }
+            // --- metrics endpoint ---
+            if let Some(metrics) = node.metrics_address {
+                if metrics.port() == 0 {
+                    return Err(invalid(
+                        field("metrics_address"),
+                        format!("`{metrics}` has port 0"),
+                    ));
+                }
+                if addresses.contains(&metrics) || client_endpoints.contains(&metrics) {
+                    return Err(invalid(
+                        field("metrics_address"),
+                        format!("`{metrics}` is already used by another listener"),
+                    ));
+                }
+                if !metrics_endpoints.insert(metrics) {
+                    return Err(invalid(
+                        field("metrics_address"),
+                        format!("`{metrics}` is used by more than one node"),
+                    ));
+                }
             }
             if node.home_dir.as_os_str().is_empty() {
                 return Err(invalid(field("home_dir"), "is empty".into()));
