@@ -480,7 +480,6 @@ impl ClusterConfig {
         let mut names = BTreeSet::new();
         let mut addresses = BTreeSet::new();
         let mut client_endpoints = BTreeSet::new();
-        let mut metrics_endpoints = BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let field = |f: &str| format!("nodes[{i}].{f}");
             check_name(&node.name).map_err(|p| invalid(field("name"), p))?;
@@ -517,27 +516,6 @@ impl ClusterConfig {
                     field("client_port"),
                     format!("client endpoint `{client}` is already used by another listener"),
                 ));
-            }
-            // --- metrics endpoint ---
-            if let Some(metrics) = node.metrics_address {
-                if metrics.port() == 0 {
-                    return Err(invalid(
-                        field("metrics_address"),
-                        format!("`{metrics}` has port 0"),
-                    ));
-                }
-                if addresses.contains(&metrics) || client_endpoints.contains(&metrics) {
-                    return Err(invalid(
-                        field("metrics_address"),
-                        format!("`{metrics}` is already used by another listener"),
-                    ));
-                }
-                if !metrics_endpoints.insert(metrics) {
-                    return Err(invalid(
-                        field("metrics_address"),
-                        format!("`{metrics}` is used by more than one node"),
-                    ));
-                }
             }
             if node.home_dir.as_os_str().is_empty() {
                 return Err(invalid(field("home_dir"), "is empty".into()));
@@ -603,6 +581,30 @@ impl ClusterConfig {
                 return Err(invalid(
                     field("max_client_connections"),
                     "is 0; no client could connect".into(),
+                ));
+            }
+        }
+        // --- metrics endpoint ---
+        // Checked once every other listener is known (a later node's listener counts too).
+        let mut metrics_endpoints = BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(metrics) = node.metrics_address else {
+                continue;
+            };
+            let field = format!("nodes[{i}].metrics_address");
+            if metrics.port() == 0 {
+                return Err(invalid(field, format!("`{metrics}` has port 0")));
+            }
+            if addresses.contains(&metrics) || client_endpoints.contains(&metrics) {
+                return Err(invalid(
+                    field,
+                    format!("`{metrics}` is already used by another listener"),
+                ));
+            }
+            if !metrics_endpoints.insert(metrics) {
+                return Err(invalid(
+                    field,
+                    format!("`{metrics}` is used by more than one node"),
                 ));
             }
         }
@@ -715,6 +717,51 @@ fsync = false
             Err(ConfigError::Invalid { field, .. }) => field,
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    // --- metrics endpoint ---
+    #[test]
+    fn metrics_address_is_off_by_default_and_checked_against_the_other_listeners() {
+        let c = parse(GOOD).unwrap();
+        assert!(c.nodes.iter().all(|n| n.metrics_address.is_none()));
+        let with = |line: &str| {
+            parse(&GOOD.replacen(
+                "client_port = 4000",
+                &format!("client_port = 4000\nmetrics_address = \"{line}\""),
+                1,
+            ))
+        };
+        let c = with("127.0.0.1:4020").unwrap();
+        assert_eq!(
+            c.nodes[0].metrics_address,
+            Some("127.0.0.1:4020".parse().unwrap())
+        );
+        // It survives a round trip through the TOML writer (`local` writes its config).
+        let again = parse(&c.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again.nodes[0].metrics_address, c.nodes[0].metrics_address);
+        for (bad, why) in [
+            ("127.0.0.1:0", "port 0"),
+            ("127.0.0.1:4011", "already used"),
+            ("127.0.0.1:4001", "already used"),
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("nodes[0].metrics_address"), "{bad}: {err}");
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let err = parse(
+            &GOOD
+                .replace(
+                    "client_port = 4000",
+                    "client_port = 4000\nmetrics_address = \"127.0.0.1:4020\"",
+                )
+                .replace(
+                    "client_port = 4001",
+                    "client_port = 4001\nmetrics_address = \"127.0.0.1:4020\"",
+                ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nodes[1].metrics_address"), "{err}");
     }
 
     #[test]
