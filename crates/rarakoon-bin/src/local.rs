@@ -4,8 +4,10 @@
 //! `$XDG_DATA_HOME/rarakoon/local`, else `~/.local/share/rarakoon/local`): the standard ports
 //! (client 4000+i, messaging 4010+i) when they are free, otherwise ports the OS hands out. Later
 //! starts reuse that config and the data next to it. Each node runs as a child process of this
-//! same binary with its log in `<dir>/node_i.log`; Ctrl-C (or SIGTERM) stops them all with
-//! SIGTERM, waits for each to exit, and kills only those that do not stop in time.
+//! same binary with its log in `<dir>/node_i.log`, and serves `/metrics` and `/health` over
+//! HTTP on a port the OS handed out when the config was generated (printed at start). Ctrl-C
+//! (or SIGTERM) stops them all with SIGTERM, waits for each to exit, and kills only those that
+//! do not stop in time.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -72,7 +74,36 @@ pub fn generate_config(nodes: usize) -> anyhow::Result<ClusterConfig> {
         );
         os_ports(nodes)?
     };
-    Ok(config_on_ports(&ports))
+    let mut config = config_on_ports(&ports);
+    with_metrics_on_free_ports(&mut config)?;
+    Ok(config)
+}
+
+/// Turns the metrics endpoint on for every node of `config`, each on a free port the OS hands
+/// out (different from the config's other ports).
+fn with_metrics_on_free_ports(config: &mut ClusterConfig) -> anyhow::Result<()> {
+    let taken: Vec<u16> = config
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.addresses
+                .iter()
+                .map(SocketAddr::port)
+                .chain([n.client_port])
+        })
+        .collect();
+    let mut held = Vec::new();
+    for node in &mut config.nodes {
+        let port = loop {
+            let (port, listener) = os_port()?;
+            held.push(listener);
+            if !taken.contains(&port) {
+                break port;
+            }
+        };
+        node.metrics_address = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    Ok(())
 }
 
 /// A config for nodes on ports the OS hands out, never the standard ones (a throwaway cluster,
@@ -260,8 +291,12 @@ pub async fn run(
     println!("Rarakoon local cluster `{}` is starting", config.cluster.id);
     println!("  directory: {}", dir.display());
     for node in &config.nodes {
+        let metrics = node
+            .metrics_address
+            .map(|a| format!("  metrics http://{a}/metrics"))
+            .unwrap_or_default();
         println!(
-            "  {}: client {}  (log {})",
+            "  {}: client {}{metrics}  (log {})",
             node.name,
             node.client_socket_address(),
             dir.join(format!("{}.log", node.name)).display()
@@ -412,6 +447,10 @@ mod tests {
         let (path2, second) = load_or_create(tmp.path(), None).unwrap();
         assert_eq!(path, path2);
         assert_eq!(first, second);
+        assert!(
+            first.nodes.iter().all(|n| n.metrics_address.is_some()),
+            "local turns the metrics endpoint on"
+        );
         let err = load_or_create(tmp.path(), Some(5)).unwrap_err().to_string();
         assert!(err.contains("3-node"), "{err}");
     }

@@ -217,6 +217,8 @@ pub struct Shared {
     pub master_silence: Duration,
     /// The driver's counters.
     pub progress: watch::Sender<Progress>,
+    /// The node's metrics (recorded by the driver, the handler and the storage thread).
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 impl Shared {
@@ -233,6 +235,7 @@ impl Shared {
             clock,
             master_silence,
             progress: watch::Sender::new(Progress::default()),
+            metrics: Arc::new(crate::metrics::NodeMetrics::new()),
         }
     }
 
@@ -298,6 +301,8 @@ pub struct Driver {
     /// when no fetch runs) are dropped here, so a peer cannot fill the storage queue with
     /// megabyte chunks nobody asked for.
     fetching_from: Option<NodeId>,
+    /// When the running snapshot fetch was asked for (for its duration metric).
+    fetch_started: Option<std::time::Instant>,
     /// Why the driver must stop (checked after every step).
     fatal: Option<String>,
 }
@@ -343,6 +348,7 @@ impl Driver {
             draining: None,
             drain_grace: tick.saturating_mul(40),
             fetching_from: None,
+            fetch_started: None,
             fatal: None,
         }
     }
@@ -523,15 +529,20 @@ impl Driver {
         match msg {
             PeerMessage::Paxos(msg) => {
                 self.step(Event::Message { from, msg });
+                let now = self.shared.now();
                 if self.core.known_master() == Some(from) {
-                    self.master_heard_at = Some(self.shared.now());
+                    self.master_heard_at = Some(now);
                 }
+                self.shared.metrics.heard_from(from.0, now);
             }
-            PeerMessage::SnapshotRequest { offset, len } => self.submit(Job::ServeSnapshot {
-                peer: from,
-                offset,
-                len,
-            }),
+            PeerMessage::SnapshotRequest { offset, len } => {
+                self.shared.metrics.snapshot_request_served();
+                self.submit(Job::ServeSnapshot {
+                    peer: from,
+                    offset,
+                    len,
+                });
+            }
             PeerMessage::SnapshotChunk { .. } | PeerMessage::NoSnapshot
                 if self.fetching_from != Some(from) =>
             {
@@ -562,6 +573,10 @@ impl Driver {
             StorageEvent::Send(to, msg) => self.transport.send(to, msg),
             StorageEvent::SnapshotInstalled(index) => {
                 self.fetching_from = None;
+                let took = self.fetch_started.take().map(|t| t.elapsed());
+                self.shared
+                    .metrics
+                    .snapshot_installed(took.map_or(0.0, |t| t.as_secs_f64()));
                 self.step(Event::SnapshotInstalled { index });
             }
             StorageEvent::Failed(_) => {}
@@ -682,6 +697,7 @@ impl Driver {
             }
             Effect::FetchSnapshot { peer } => {
                 self.fetching_from = Some(peer);
+                self.fetch_started = Some(std::time::Instant::now());
                 self.submit(Job::FetchSnapshot { peer });
             }
         }
@@ -718,6 +734,7 @@ impl Driver {
                 return;
             }
         };
+        self.shared.metrics.committed_batch(updates.len());
         let outcomes = {
             let mut store = self
                 .shared
@@ -775,6 +792,9 @@ impl Driver {
             last_index: status.last_index,
             master_heard_at: self.master_heard_at,
         };
+        self.shared
+            .metrics
+            .set_proposals_pending(self.pending.len());
         *self
             .shared
             .view

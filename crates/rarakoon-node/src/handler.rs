@@ -431,8 +431,12 @@ impl NodeHandler {
     pub async fn execute(&self, request: Request) -> Answer {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let timed = timed_op(&request);
+        let opcode = request.opcode().name();
         let started = std::time::Instant::now();
         let answer = self.answer(request).await;
+        self.shared
+            .metrics
+            .request(opcode, answer.is_ok(), started.elapsed().as_secs_f64());
         if let (Some((op, request_size)), Ok(response)) = (timed, &answer) {
             let size = request_size.or_else(|| response_size(response));
             self.stats.record(op, started.elapsed().as_secs_f64(), size);

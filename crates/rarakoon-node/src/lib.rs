@@ -8,6 +8,8 @@
 //! - [`storage`]: recovery at start-up and the storage thread (WAL group commit, catch-up
 //!   reads, snapshot transfer, Collapser).
 //! - [`handler`]: Arakoon's client requests answered from the store and the node's role.
+//! - [`metrics`]: the node's Prometheus metrics and `/health`, served over HTTP on
+//!   `metrics_address` when one is configured.
 //! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger.
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
@@ -20,6 +22,7 @@ pub mod handler;
 pub mod home_lock;
 pub mod membership;
 pub mod messaging;
+pub mod metrics;
 pub mod node;
 pub mod overwrite;
 pub mod payload;

@@ -23,6 +23,7 @@ use crate::driver::{Clock, Driver, Input, Shared};
 use crate::handler::{HandlerConfig, NodeHandler};
 use crate::home_lock::{HomeLock, HomeLockError};
 use crate::messaging::{TcpTransport, pump_inbox};
+use crate::metrics::http::{Endpoint, Limits as MetricsLimits, MetricsServer};
 use crate::storage::{self, StorageError, StorageThread};
 use crate::wire::PeerMessage;
 
@@ -210,6 +211,7 @@ pub struct Node {
     shared: Arc<Shared>,
     inputs: mpsc::Sender<Input>,
     listener: Option<Listener>,
+    metrics_server: Option<MetricsServer>,
     messenger: Messenger<PeerMessage>,
     driver: tokio::task::JoinHandle<Result<(), String>>,
     storage: Option<std::thread::JoinHandle<()>>,
@@ -276,7 +278,8 @@ impl Node {
             Arc::clone(&store),
             user_functions,
             storage_tx,
-        );
+        )
+        .with_metrics(Arc::clone(&shared.metrics));
         let storage = std::thread::Builder::new()
             .name(format!("storage-{name}"))
             .spawn(move || storage_thread.run(jobs_rx))
@@ -343,6 +346,7 @@ impl Node {
         }
         let driver = tokio::spawn(driver.run(inputs_rx, storage_rx));
 
+        let names_for_metrics = names.clone();
         let handler = NodeHandler::new(
             HandlerConfig {
                 node_name: name.to_owned(),
@@ -379,11 +383,45 @@ impl Node {
             }
         };
         let client_addr = listener.local_addr();
+        let metrics_server = match node.metrics_address {
+            None => None,
+            Some(addr) => {
+                let endpoint = Endpoint {
+                    metrics: Arc::clone(&shared.metrics),
+                    shared: Arc::clone(&shared),
+                    names: names_for_metrics,
+                    node: name.to_owned(),
+                    peer_counters: {
+                        let messenger = messenger.clone();
+                        Box::new(move || messenger.counters())
+                    },
+                };
+                match MetricsServer::start(addr, endpoint, MetricsLimits::default()).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        // Undo what already runs, as for the client listener.
+                        listener.shutdown_handle().shutdown();
+                        let _ = inputs_tx.send(Input::Shutdown).await;
+                        let _ = driver.await;
+                        let _ = tokio::task::spawn_blocking(move || storage.join()).await;
+                        listener.wait().await;
+                        messenger.shutdown().await;
+                        return Err(NodeError::Bind {
+                            what: "metrics",
+                            addr,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
         tracing::info!(
             node = name,
             cluster = %config.cluster.id,
             %client_addr,
             %messaging_addr,
+            metrics_addr = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             home = %node.home_dir.display(),
             "node started"
         );
@@ -394,6 +432,7 @@ impl Node {
             shared,
             inputs: inputs_tx,
             listener: Some(listener),
+            metrics_server,
             messenger,
             driver,
             storage: Some(storage),
@@ -409,6 +448,16 @@ impl Node {
     /// The messaging listener's address.
     pub fn messaging_addr(&self) -> SocketAddr {
         self.messaging_addr
+    }
+
+    /// The metrics endpoint's address, when `metrics_address` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::NodeMetrics> {
+        &self.shared.metrics
     }
 
     /// The node's name.
@@ -454,6 +503,9 @@ impl Node {
         }
         if let Some(listener) = listener {
             listener.wait().await;
+        }
+        if let Some(server) = self.metrics_server.take() {
+            server.stop().await;
         }
         self.messenger.shutdown().await;
         tracing::info!(node = %self.name, "node stopped");

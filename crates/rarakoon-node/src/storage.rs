@@ -488,6 +488,7 @@ pub struct StorageThread {
     entries_since_collapse_check: u64,
     serving: Vec<(NodeId, SnapshotStream, u64)>,
     fetch: Option<Fetch>,
+    metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 impl StorageThread {
@@ -512,7 +513,15 @@ impl StorageThread {
             entries_since_collapse_check: 0,
             serving: Vec::new(),
             fetch: None,
+            metrics: Arc::new(crate::metrics::NodeMetrics::new()),
         }
+    }
+
+    /// Records fsyncs and collapses in `metrics` (by default in metrics of its own).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::NodeMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Works until the job channel closes or the WAL fails. The channel is a tokio one: the
@@ -563,9 +572,11 @@ impl StorageThread {
 
     fn round(&mut self, jobs: Vec<Job>) -> Result<(), StorageError> {
         let mut durable = None;
+        let mut persisted = 0u64;
         for job in jobs {
             match job {
                 Job::Persist(p) => {
+                    persisted += p.entries.len() as u64;
                     self.persist(&p)?;
                     durable = Some(p.ticket);
                 }
@@ -608,7 +619,10 @@ impl StorageThread {
         }
         if let Some(ticket) = durable {
             if self.config.fsync {
+                let started = Instant::now();
                 self.wal.sync()?;
+                self.metrics
+                    .fsync(started.elapsed().as_secs_f64(), persisted);
             }
             let _ = self.events.send(StorageEvent::Durable(ticket));
         }
@@ -745,6 +759,7 @@ impl StorageThread {
         if !due {
             return Ok(not_needed);
         }
+        let started = Instant::now();
         let copy = StoreCopy::of(&self.store.read().unwrap_or_else(PoisonError::into_inner));
         let snapshot = write_ahead_log::write_snapshot(
             self.wal.fs().as_ref(),
@@ -763,11 +778,14 @@ impl StorageThread {
                     snapshot,
                     archived,
                     pruned,
-                } => CollapseReport {
-                    snapshot_index: Some(snapshot.index),
-                    archived,
-                    pruned,
-                },
+                } => {
+                    self.metrics.collapsed(started.elapsed().as_secs_f64());
+                    CollapseReport {
+                        snapshot_index: Some(snapshot.index),
+                        archived,
+                        pruned,
+                    }
+                }
             },
         )
     }

@@ -49,6 +49,26 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `GET path` over HTTP/1.1 from `addr`: the status and the body, or `None` when the
+/// connection fails or the answer is not HTTP (bounded by a 10 s timeout).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.take(16 << 20).read_to_end(&mut answer).ok()?;
+    let text = String::from_utf8(answer).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -73,6 +93,8 @@ pub struct ClusterSpec {
     pub lease_secs: f64,
     pub extra_cluster_lines: Vec<String>,
     pub extra_node_lines: Vec<String>,
+    /// Give every node a `metrics_address` on a free port ([`NodeInfo::metrics_port`]).
+    pub metrics: bool,
 }
 
 impl ClusterSpec {
@@ -82,6 +104,7 @@ impl ClusterSpec {
             lease_secs: 1.0,
             extra_cluster_lines: Vec::new(),
             extra_node_lines: Vec::new(),
+            metrics: false,
         }
     }
 }
@@ -93,6 +116,8 @@ pub struct NodeInfo {
     pub client_port: u16,
     pub messaging_port: u16,
     pub home: PathBuf,
+    /// The port of the node's metrics endpoint, when [`ClusterSpec::metrics`] is set.
+    pub metrics_port: Option<u16>,
 }
 
 /// A cluster of real processes; every process is killed on drop.
@@ -127,6 +152,7 @@ impl TestCluster {
                 client_port: free_port(),
                 messaging_port: free_port(),
                 home: dir.path().join(format!("n{i}")),
+                metrics_port: spec.metrics.then(free_port),
             };
             text.push_str(&format!(
                 "\n[[nodes]]\nname = \"{}\"\naddresses = [\"127.0.0.1:{}\"]\nclient_port = {}\n\
@@ -136,6 +162,9 @@ impl TestCluster {
                 info.client_port,
                 info.home.display()
             ));
+            if let Some(port) = info.metrics_port {
+                text.push_str(&format!("metrics_address = \"127.0.0.1:{port}\"\n"));
+            }
             for line in &spec.extra_node_lines {
                 text.push_str(line);
                 text.push('\n');
