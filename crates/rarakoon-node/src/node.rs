@@ -302,7 +302,8 @@ impl Node {
         let peer_limits = &config.cluster.messaging;
         messenger_config.idle_timeout = peer_limits.idle_timeout();
         messenger_config.keepalive_interval = peer_limits.keepalive_interval();
-        messenger_config.inbox_bytes = usize::try_from(peer_limits.inbox_bytes).unwrap_or(usize::MAX);
+        messenger_config.inbox_bytes =
+            usize::try_from(peer_limits.inbox_bytes).unwrap_or(usize::MAX);
         let (messenger, inbox) = Messenger::<PeerMessage>::start(messenger_config)
             .await
             .map_err(|e| NodeError::Bind {

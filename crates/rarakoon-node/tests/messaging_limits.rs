@@ -148,7 +148,12 @@ async fn a_flood_of_catch_up_and_snapshot_requests_is_cut_and_a_real_peer_still_
                 counters.dropped_snapshot_requests.load(Ordering::Relaxed),
             ];
             while let Ok(input) = rx.try_recv() {
-                if let Input::Peer { from: NodeId(1), msg, .. } = input {
+                if let Input::Peer {
+                    from: NodeId(1),
+                    msg,
+                    ..
+                } = input
+                {
                     match msg {
                         PeerMessage::SnapshotRequest { .. } => from_n1[1] += 1,
                         _ => from_n1[0] += 1,
@@ -161,10 +166,15 @@ async fn a_flood_of_catch_up_and_snapshot_requests_is_cut_and_a_real_peer_still_
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    let dropped = tokio::time::timeout(GUARD, wait).await.expect("flood never drained");
+    let dropped = tokio::time::timeout(GUARD, wait)
+        .await
+        .expect("flood never drained");
     let elapsed = t0.elapsed().as_secs_f64();
     for kind in 0..2 {
-        assert!(dropped[kind] > 0, "nothing of kind {kind} dropped: {dropped:?}");
+        assert!(
+            dropped[kind] > 0,
+            "nothing of kind {kind} dropped: {dropped:?}"
+        );
         // The bucket: the burst plus the sustained rate over the (virtual) time that passed.
         let allowed = limits.burst + limits.per_sec * elapsed + 1.0;
         assert!(
@@ -231,7 +241,7 @@ async fn peer_bytes_waiting_in_the_driver_queue_count_against_the_inbox_budget()
         assert!(
             (queued as u64) < MESSAGES,
             "all {MESSAGES} chunks ({} MiB) sit in the driver queue",
-            MESSAGES * CHUNK as u64 >> 20
+            (MESSAGES * CHUNK as u64) >> 20
         );
     }
     // The driver handles them (dropping each input releases its bytes): all arrive in order.
@@ -360,14 +370,22 @@ fn a_snapshot_request_from_an_offset_seeks_instead_of_reading_from_byte_zero() {
         assert_eq!(stream.index(), 42);
         let chunk = stream.next_chunk(1024).unwrap().unwrap_or_default();
         let end = (offset + 1024).min(total);
-        assert_eq!(chunk, file[offset as usize..end as usize], "offset {offset}");
+        assert_eq!(
+            chunk,
+            file[offset as usize..end as usize],
+            "offset {offset}"
+        );
     }
     // Offset 0 starts at the beginning; past the end is refused, not served.
     let fs = CountingFs::default();
     let mut stream = open_snapshot_at(&fs, &dir, 0).unwrap().unwrap();
     assert_eq!(stream.next_chunk(16).unwrap().unwrap(), file[..16]);
     assert!(open_snapshot_at(&fs, &dir, total + 1).is_err());
-    assert!(open_snapshot_at(&fs, &tmp.path().join("none"), 5).unwrap().is_none());
+    assert!(
+        open_snapshot_at(&fs, &tmp.path().join("none"), 5)
+            .unwrap()
+            .is_none()
+    );
 }
 
 fn parse(extra: &str) -> Result<ClusterConfig, ConfigError> {
@@ -390,7 +408,10 @@ fn messaging_limits_parse_with_defaults_and_are_range_checked() {
          requests_per_sec = 50.0\nrequest_burst = 4\n",
     )
     .unwrap();
-    assert_eq!(c.cluster.messaging.keepalive_interval(), Duration::from_secs(2));
+    assert_eq!(
+        c.cluster.messaging.keepalive_interval(),
+        Duration::from_secs(2)
+    );
     assert_eq!(c.cluster.messaging.inbox_bytes, 8 << 20);
     for (bad, field) in [
         ("idle_timeout_secs = 0.5", "idle_timeout_secs"),
@@ -400,7 +421,8 @@ fn messaging_limits_parse_with_defaults_and_are_range_checked() {
     ] {
         let err = parse(&format!("[cluster.messaging]\n{bad}\n")).unwrap_err();
         assert!(
-            err.to_string().contains(&format!("cluster.messaging.{field}")),
+            err.to_string()
+                .contains(&format!("cluster.messaging.{field}")),
             "{err}"
         );
     }
