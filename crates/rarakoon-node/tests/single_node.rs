@@ -2,42 +2,11 @@
 //! through the Rust client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::Path;
-use std::time::Duration;
+mod support;
 
-use rarakoon_client::{Client, ClientConfig};
-use rarakoon_node::{ClusterConfig, Node};
+use rarakoon_node::Node;
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config(dir: &Path, nodes: usize) -> ClusterConfig {
-    let mut text = String::from("[cluster]\nid = \"t\"\nlease_period_secs = 1\n");
-    for i in 0..nodes {
-        text.push_str(&format!(
-            "[[nodes]]\nname = \"n{i}\"\naddresses = [\"127.0.0.1:{}\"]\nclient_port = {}\nhome_dir = \"n{i}\"\n",
-            free_port(),
-            free_port()
-        ));
-    }
-    ClusterConfig::from_toml_str(&text, &dir.join("c.toml"), dir).unwrap()
-}
-
-fn client(config: &ClusterConfig) -> Client {
-    let mut c = ClientConfig::new(config.cluster.id.clone());
-    for n in &config.nodes {
-        c = c.node(n.name.clone(), n.client_socket_address());
-    }
-    c.request_timeout = Duration::from_secs(5);
-    c.max_attempts = 50;
-    Client::new(c).unwrap()
-}
+use support::{client, config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_writes_reads_and_recovers() {
