@@ -237,6 +237,7 @@ impl FileSystem for VolatileFs {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn read_all(fs: &dyn FileSystem, path: &Path) -> Vec<u8> {
