@@ -34,4 +34,4 @@ pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, MasterMode, NodeConfig};
 pub use home_lock::{HomeLock, HomeLockError};
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, NodeOptions};

@@ -17,6 +17,7 @@ use rarakoon_client::Limits;
 use rarakoon_client::listener::{Listener, ListenerConfig};
 use tcp_messenger::{Messenger, MessengerConfig};
 use tokio::sync::mpsc;
+use write_ahead_log::{FileSystem, StdFs};
 
 use crate::config::{ClusterConfig, MasterMode, NodeConfig};
 use crate::driver::{Clock, Driver, Input, Shared};
@@ -202,6 +203,23 @@ pub fn paxos_config(
     Ok(cfg)
 }
 
+/// How a node is embedded: what [`Node::start`] takes by default, and what a test or the
+/// deterministic simulator replaces.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The file system every file in the home goes through (the home lock excepted: it is a
+    /// process-level guard on the real file system, not data).
+    pub fs: Arc<dyn FileSystem>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            fs: Arc::new(StdFs),
+        }
+    }
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -225,13 +243,24 @@ impl Node {
         name: &str,
         config_file: &std::path::Path,
     ) -> Result<Node, NodeError> {
+        Node::start_with(config, name, config_file, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with the embedding `options` (its file system).
+    pub async fn start_with(
+        config: &ClusterConfig,
+        name: &str,
+        config_file: &std::path::Path,
+        options: NodeOptions,
+    ) -> Result<Node, NodeError> {
+        let NodeOptions { fs } = options;
         let node: NodeConfig = config.node(name, config_file)?.clone();
         let lock = HomeLock::acquire(&node.home_dir)?;
         // Warnings name fields by their place in the file, so take them before rearranging.
         let warnings = config.warnings();
         // A node's number comes from its name, as recorded in its home (ADR 0115): from here
         // on `config.nodes` is in NodeId order, whatever the order in the file.
-        let membership = crate::membership::check_home(&node.home_dir, config)?;
+        let membership = crate::membership::check_home(fs.as_ref(), &node.home_dir, config)?;
         let config = &membership
             .arrange(config)
             .ok_or_else(|| NodeError::Paxos("membership does not match the config".into()))?;
@@ -248,7 +277,8 @@ impl Node {
         let tick = Duration::from_nanos((paxos.retransmit_interval / 2).max(1_000_000));
         let core = Core::new(paxos).map_err(|e| NodeError::Paxos(e.to_string()))?;
 
-        let storage_config = storage::storage_config(&node, bounds.wal_entry_bytes);
+        let storage_config =
+            storage::storage_config(&node, bounds.wal_entry_bytes, Arc::clone(&fs));
         let user_functions = Arc::new(UserFunctionRegistry::new());
         let recovered = {
             let config = storage_config.clone();

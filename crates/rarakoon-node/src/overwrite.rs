@@ -19,13 +19,16 @@
 //! entries written after it. Overwrites happen only after a change of master, so the extra
 //! fsyncs are off the hot path.
 //!
+//! Every file operation goes through the WAL's [`FileSystem`] (`Wal::fs`), so the simulator's
+//! crashes hit the redo file exactly as they hit the log.
+//!
 //! File format: magic `RKREDO1\n`, `u32` entry count, then per entry `u64` index, `u32` length,
 //! bytes; then a `u32` CRC32C of everything before it. All integers little-endian.
 
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use write_ahead_log::{Wal, WalError};
+use write_ahead_log::{FileSystem, Wal, WalError};
 
 /// File name of the redo file inside the home directory.
 pub const REDO_FILE: &str = "overwrite.redo";
@@ -79,9 +82,10 @@ pub fn replace_tail(
     let Some(&(first, _)) = entries.first() else {
         return Ok(());
     };
-    write(home, entries)?;
+    let fs = std::sync::Arc::clone(wal.fs());
+    write(fs.as_ref(), home, entries)?;
     apply(wal, first, entries)?;
-    remove(home)
+    remove(fs.as_ref(), home)
 }
 
 /// Restarts the log after a peer's head snapshot at `index` was installed, keeping the
@@ -99,22 +103,24 @@ pub fn reset_keeping(
         wal.sync()?;
         return Ok(());
     };
-    write(home, keep)?;
+    let fs = std::sync::Arc::clone(wal.fs());
+    write(fs.as_ref(), home, keep)?;
     wal.reset_after_snapshot(index)?;
     apply(wal, first, keep)?;
-    remove(home)
+    remove(fs.as_ref(), home)
 }
 
 /// Finishes a replacement that a crash interrupted, if a redo file is present. Returns how many
 /// entries it rewrote.
 pub fn finish_interrupted(home: &Path, wal: &mut Wal) -> Result<Option<usize>, RedoError> {
-    let Some(entries) = load(home)? else {
+    let fs = std::sync::Arc::clone(wal.fs());
+    let Some(entries) = load(fs.as_ref(), home)? else {
         return Ok(None);
     };
     if let Some(&(first, _)) = entries.first() {
         apply(wal, first, &entries)?;
     }
-    remove(home)?;
+    remove(fs.as_ref(), home)?;
     Ok(Some(entries.len()))
 }
 
@@ -183,30 +189,31 @@ fn decode(path: &Path, data: &[u8]) -> Result<Entries, RedoError> {
     Ok(entries)
 }
 
-fn write(home: &Path, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
+fn write(fs: &dyn FileSystem, home: &Path, entries: &[(u64, Vec<u8>)]) -> Result<(), RedoError> {
     let path = home.join(REDO_FILE);
     let tmp = home.join(format!("{REDO_FILE}.tmp"));
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| RedoError::Io { path, op, source }
     };
-    let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    let mut file = fs.create(&tmp).map_err(io("create", &tmp))?;
     file.write_all(&encode(entries))
         .map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("fsync", &tmp))?;
+    file.sync_data().map_err(io("fsync", &tmp))?;
     drop(file);
-    std::fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
-    sync_dir(home)
+    fs.rename(&tmp, &path)
+        .map_err(io("rename into place", &path))?;
+    sync_dir(fs, home)
 }
 
-fn load(home: &Path) -> Result<Option<Entries>, RedoError> {
+fn load(fs: &dyn FileSystem, home: &Path) -> Result<Option<Entries>, RedoError> {
     let path = home.join(REDO_FILE);
     let io = |op: &'static str| {
         let path = path.clone();
         move |source| RedoError::Io { path, op, source }
     };
-    let len = match std::fs::metadata(&path) {
-        Ok(meta) => meta.len(),
+    let len = match fs.file_len(&path) {
+        Ok(len) => len,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(io("stat")(source)),
     };
@@ -216,13 +223,22 @@ fn load(home: &Path) -> Result<Option<Entries>, RedoError> {
             problem: format!("{len} bytes, more than the {MAX_REDO_BYTES} a redo file can hold"),
         });
     }
-    let data = std::fs::read(&path).map_err(io("read"))?;
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    fs.open_read(&path)
+        .and_then(|f| f.take(MAX_REDO_BYTES + 1).read_to_end(&mut data))
+        .map_err(io("read"))?;
+    if data.len() as u64 > MAX_REDO_BYTES {
+        return Err(RedoError::Corrupt {
+            path,
+            problem: format!("more than the {MAX_REDO_BYTES} bytes a redo file can hold"),
+        });
+    }
     decode(&path, &data).map(Some)
 }
 
-fn remove(home: &Path) -> Result<(), RedoError> {
+fn remove(fs: &dyn FileSystem, home: &Path) -> Result<(), RedoError> {
     let path = home.join(REDO_FILE);
-    match std::fs::remove_file(&path) {
+    match fs.remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => {
@@ -233,17 +249,15 @@ fn remove(home: &Path) -> Result<(), RedoError> {
             });
         }
     }
-    sync_dir(home)
+    sync_dir(fs, home)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), RedoError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RedoError::Io {
-            path: dir.to_path_buf(),
-            op: "fsync directory",
-            source,
-        })
+fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), RedoError> {
+    fs.sync_dir(dir).map_err(|source| RedoError::Io {
+        path: dir.to_path_buf(),
+        op: "fsync directory",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -289,14 +303,14 @@ mod tests {
     fn encoding_round_trips_and_damage_is_reported() {
         let home = tempfile::tempdir().unwrap();
         let e = entries(3..=5, "new");
-        write(home.path(), &e).unwrap();
-        assert_eq!(load(home.path()).unwrap(), Some(e));
+        write(&StdFs, home.path(), &e).unwrap();
+        assert_eq!(load(&StdFs, home.path()).unwrap(), Some(e));
 
         let path = home.path().join(REDO_FILE);
         let mut data = std::fs::read(&path).unwrap();
         data[12] ^= 0x40;
         std::fs::write(&path, &data).unwrap();
-        let err = load(home.path()).unwrap_err();
+        let err = load(&StdFs, home.path()).unwrap_err();
         assert!(matches!(err, RedoError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(REDO_FILE), "{err}");
     }
@@ -324,7 +338,7 @@ mod tests {
         wal.append_and_sync(entries(1..=5, "old")).unwrap();
         let replacement = entries(3..=4, "new");
         // The crash window: the redo file is durable, the log was cut, nothing appended yet.
-        write(home.path(), &replacement).unwrap();
+        write(&StdFs, home.path(), &replacement).unwrap();
         wal.truncate_after(2).unwrap();
         drop(wal);
 
@@ -357,7 +371,7 @@ mod tests {
         let mut wal = open(&dir);
         wal.append_and_sync(entries(1..=5, "old")).unwrap();
         // The crash window: the kept entries are in the redo file, the log was reset.
-        write(home.path(), &entries(4..=5, "old")).unwrap();
+        write(&StdFs, home.path(), &entries(4..=5, "old")).unwrap();
         wal.reset_after_snapshot(3).unwrap();
         drop(wal);
 
@@ -373,7 +387,7 @@ mod tests {
         let dir = home.path().join("wal");
         let mut wal = open(&dir);
         wal.append_and_sync(entries(1..=5, "old")).unwrap();
-        write(home.path(), &entries(2..=3, "new")).unwrap();
+        write(&StdFs, home.path(), &entries(2..=3, "new")).unwrap();
         drop(wal);
 
         let mut wal = open(&dir);

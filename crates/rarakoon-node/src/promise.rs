@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::durable_file::{self, Contents};
 
 use paxos_core::{Ballot, NodeId};
+use write_ahead_log::FileSystem;
 
 /// File name of the promise inside the home directory.
 pub const PROMISE_FILE: &str = "promise";
@@ -46,9 +47,9 @@ pub enum PromiseError {
 }
 
 /// Reads the promise in `home`, `Ballot::ZERO` when there is none yet.
-pub fn load(home: &Path) -> Result<Ballot, PromiseError> {
+pub fn load(fs: &dyn FileSystem, home: &Path) -> Result<Ballot, PromiseError> {
     let path = home.join(PROMISE_FILE);
-    let bytes = match durable_file::read_bounded(&path, MAX_PROMISE_BYTES) {
+    let bytes = match durable_file::read_bounded(fs, &path, MAX_PROMISE_BYTES) {
         Ok(Contents::Bytes(b)) => b,
         Ok(Contents::Missing) => return Ok(Ballot::ZERO),
         Ok(Contents::TooLarge(len)) => {
@@ -86,9 +87,9 @@ fn parse(text: &str) -> Option<Ballot> {
 }
 
 /// Replaces the promise in `home` durably.
-pub fn store(home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
+pub fn store(fs: &dyn FileSystem, home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
     let text = format!("round={} node={}\n", ballot.round, ballot.node.0);
-    durable_file::replace(home, PROMISE_FILE, text.as_bytes()).map_err(|(op, source)| {
+    durable_file::replace(fs, home, PROMISE_FILE, text.as_bytes()).map_err(|(op, source)| {
         PromiseError::Io {
             path: home.join(PROMISE_FILE),
             op,
@@ -101,24 +102,25 @@ pub fn store(home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use write_ahead_log::StdFs;
 
     #[test]
     fn round_trips_and_defaults_to_zero() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), Ballot::ZERO);
+        assert_eq!(load(&StdFs, tmp.path()).unwrap(), Ballot::ZERO);
         let b = Ballot {
             round: 12,
             node: NodeId(2),
         };
-        store(tmp.path(), b).unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), b);
+        store(&StdFs, tmp.path(), b).unwrap();
+        assert_eq!(load(&StdFs, tmp.path()).unwrap(), b);
     }
 
     #[test]
     fn corruption_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(PROMISE_FILE), "garbage").unwrap();
-        let err = load(tmp.path()).unwrap_err().to_string();
+        let err = load(&StdFs, tmp.path()).unwrap_err().to_string();
         assert!(err.contains("promise"), "{err}");
         assert!(err.contains("corrupt"), "{err}");
     }
@@ -128,7 +130,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(PROMISE_FILE);
         std::fs::write(&path, "round=1 node=0\n".repeat(1000)).unwrap();
-        let err = load(tmp.path()).unwrap_err().to_string();
+        let err = load(&StdFs, tmp.path()).unwrap_err().to_string();
         assert!(err.contains("more than the 256"), "{err}");
         for bad in [
             "round=1 node=256",
@@ -139,11 +141,11 @@ mod tests {
             "\u{0}\u{ff}",
         ] {
             std::fs::write(&path, bad).unwrap();
-            assert!(load(tmp.path()).is_err(), "{bad:?}");
+            assert!(load(&StdFs, tmp.path()).is_err(), "{bad:?}");
         }
         std::fs::write(&path, format!("round={} node=255\n", u64::MAX)).unwrap();
         assert_eq!(
-            load(tmp.path()).unwrap(),
+            load(&StdFs, tmp.path()).unwrap(),
             Ballot {
                 round: u64::MAX,
                 node: NodeId(255)

@@ -35,7 +35,7 @@ use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use wire_codec::rkyv::util::AlignedVec;
 use write_ahead_log::{
     Collapser, CollapserConfig, FileSystem, SnapshotConfig, SnapshotReceiver, SnapshotSource,
-    SnapshotStream, StdFs, Wal, WalConfig, WalError,
+    SnapshotStream, Wal, WalConfig, WalError,
 };
 
 use crate::payload;
@@ -110,6 +110,9 @@ pub struct StorageConfig {
     pub collapser: CollapserConfig,
     /// fsync before reporting durable.
     pub fsync: bool,
+    /// Every file of the home (WAL, snapshots, promise, redo file) is read and written through
+    /// this: [`write_ahead_log::StdFs`] in production, a `SimFs` in the deterministic simulator.
+    pub fs: Arc<dyn FileSystem>,
 }
 
 impl StorageConfig {
@@ -188,9 +191,9 @@ pub fn recover(
     config: &StorageConfig,
     user_functions: Arc<UserFunctionRegistry>,
 ) -> Result<Recovered, StorageError> {
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let fs = Arc::clone(&config.fs);
     let dir = config.wal_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+    fs.create_dir_all(&dir).map_err(|source| WalError::Io {
         op: "create directory",
         path: dir.clone(),
         source,
@@ -268,7 +271,7 @@ pub fn recover(
         }
     }
     apply_up_to(&mut store, &mut pending, committed)?;
-    let promised = promise::load(&config.home)?;
+    let promised = promise::load(fs.as_ref(), &config.home)?;
     tracing::info!(
         snapshot = ?snapshot_index,
         committed,
@@ -639,7 +642,7 @@ impl StorageThread {
 
     fn persist(&mut self, p: &Persist) -> Result<(), StorageError> {
         if let Some(ballot) = p.promise {
-            promise::store(&self.config.home, ballot)?;
+            promise::store(self.config.fs.as_ref(), &self.config.home, ballot)?;
         }
         // Entries a received snapshot already covers (at or below the log's floor) are not
         // written again.
@@ -1076,8 +1079,12 @@ impl StorageThread {
     }
 }
 
-/// Builds the storage config of a node.
-pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) -> StorageConfig {
+/// Builds the storage config of a node, whose files go through `fs`.
+pub fn storage_config(
+    node: &crate::config::NodeConfig,
+    max_entry_bytes: u32,
+    fs: Arc<dyn FileSystem>,
+) -> StorageConfig {
     let compressor = match node.compressor {
         crate::config::Compressor::Zstd => write_ahead_log::Compressor::Zstd,
         crate::config::Compressor::None => write_ahead_log::Compressor::None,
@@ -1107,6 +1114,7 @@ pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) ->
             snapshot,
         },
         fsync: node.fsync,
+        fs,
     }
 }
 
