@@ -136,6 +136,7 @@ fn repair_hint(
         StorageError::BadEntry { .. }
             | StorageError::BadSnapshot { .. }
             | StorageError::Promise(_)
+            | StorageError::Overwrite(crate::overwrite::RedoError::Corrupt { .. })
             | StorageError::Wal(
                 write_ahead_log::WalError::CorruptSegment { .. }
                     | write_ahead_log::WalError::CorruptSnapshot { .. }
@@ -260,7 +261,20 @@ impl Node {
         let warnings = config.warnings();
         // A node's number comes from its name, as recorded in its home (ADR 0115): from here
         // on `config.nodes` is in NodeId order, whatever the order in the file.
-        let membership = crate::membership::check_home(fs.as_ref(), &node.home_dir, config)?;
+        let membership = crate::membership::check_home(fs.as_ref(), &node.home_dir, config)
+            .map_err(|e| match e {
+                // The promise is read here first: damage to it gets the same repair as
+                // damage found by the recovery.
+                crate::membership::MembershipError::Promise(p) => {
+                    let cause = StorageError::Promise(p);
+                    NodeError::Storage {
+                        repair: repair_hint(&cause, &node.home_dir, config_file, name),
+                        home: node.home_dir.clone(),
+                        cause,
+                    }
+                }
+                other => NodeError::Membership(other),
+            })?;
         let config = &membership
             .arrange(config)
             .ok_or_else(|| NodeError::Paxos("membership does not match the config".into()))?;

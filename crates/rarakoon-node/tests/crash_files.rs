@@ -90,12 +90,11 @@ fn home() -> PathBuf {
 
 fn config(fs: &SimFs) -> StorageConfig {
     let node = NodeConfig::new("n0", "127.0.0.1:1".parse().unwrap(), 2, home());
-    let mut cfg = storage::storage_config(&node, 1 << 20);
+    let mut cfg = storage::storage_config(&node, 1 << 20, Arc::new(fs.clone()));
     // Tiny segments: the scripts roll, archive and prune several of them.
     cfg.wal.segment_target_bytes = 300;
     cfg.collapser.segments_to_keep = 1;
     cfg.collapser.threshold_entries = 1_000_000;
-    cfg.fs = Arc::new(fs.clone());
     cfg
 }
 
@@ -176,8 +175,7 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
                     force: true,
                     reply: Some(tx),
                 };
-                if jobs_tx.blocking_send(job).is_err() || !matches!(rx.blocking_recv(), Ok(Ok(_)))
-                {
+                if jobs_tx.blocking_send(job).is_err() || !matches!(rx.blocking_recv(), Ok(Ok(_))) {
                     failed = true;
                     break;
                 }
@@ -272,10 +270,11 @@ fn check_after_crash(fs: &SimFs, script: &[Step], acked: &Acked, what: &str) {
     let log = recovered_log(&r);
     let base = r.snapshot_index.unwrap_or(0);
     // No gap, and every value is one the script wrote there.
-    let mut expect = base + 1;
-    for (index, v) in &log {
-        assert_eq!(*index, expect, "{what}: gap in the recovered log before {index}");
-        expect += 1;
+    for (expect, (index, v)) in (base + 1..).zip(log.iter()) {
+        assert_eq!(
+            *index, expect,
+            "{what}: gap in the recovered log before {index}"
+        );
         assert!(
             written.get(index).is_some_and(|vs| vs.contains(v)),
             "{what}: index {index} holds a value no persist wrote there"
@@ -401,7 +400,10 @@ fn a_crash_at_any_file_operation_of_the_log_promise_redo_and_collapse_restarts_c
     ];
     let cases = crash_everywhere(&script);
     eprintln!("{cases} crash cases");
-    assert!(cases > 100, "only {cases} crash points: the script touches too little");
+    assert!(
+        cases > 100,
+        "only {cases} crash points: the script touches too little"
+    );
 }
 
 /// A head snapshot received from a peer (chunks, restart marker, install) after a few entries
@@ -446,10 +448,10 @@ fn node_home_on(fs: &SimFs, cfg_home: &Path, script: &[Step], halt: Option<u64>)
         2,
         cfg_home.to_path_buf(),
     );
-    let mut cfg = storage::storage_config(&node, 1 << 20);
+    let mut cfg = storage::storage_config(&node, 1 << 20, Arc::new(fs.clone()));
     cfg.wal.segment_target_bytes = 300;
     cfg.collapser.segments_to_keep = 1;
-    cfg.fs = Arc::new(fs.clone());
+    cfg.collapser.threshold_entries = 1_000_000;
     let _ = run_with(&cfg, fs, script, halt);
 }
 
@@ -457,6 +459,7 @@ fn node_home_on(fs: &SimFs, cfg_home: &Path, script: &[Step], halt: Option<u64>)
 /// byte offset for the log and snapshots) and the command that repairs the node, instead of
 /// starting from wrong data.
 #[test]
+#[allow(clippy::field_reassign_with_default)] // NodeOptions may grow; only `fs` matters here
 fn damaged_synced_files_refuse_to_start_naming_the_file_and_the_repair() {
     let script = vec![
         persist(1, Some(ballot(1, 0)), entries(1, 1, 1..=6), 4),
@@ -470,6 +473,8 @@ fn damaged_synced_files_refuse_to_start_naming_the_file_and_the_repair() {
     let home = config.nodes[0].home_dir.clone();
     let wal = home.join(storage::WAL_DIR);
     let built = SimFs::new(7);
+    // What a first start writes (the membership record), then the script's files.
+    rarakoon_node::membership::check_home(&built, &home, &config).unwrap();
     node_home_on(&built, &home, &script, None);
     let mut files: Vec<PathBuf> = built
         .list_dir(&wal)
@@ -478,7 +483,23 @@ fn damaged_synced_files_refuse_to_start_naming_the_file_and_the_repair() {
         .map(|name| wal.join(name))
         .collect();
     files.push(home.join(rarakoon_node::promise::PROMISE_FILE));
+    files.push(home.join(rarakoon_node::membership::MEMBERSHIP_FILE));
     files.sort();
+    // A redo file exists only while a tail overwrite is under way: crash inside one.
+    let redo = home.join(rarakoon_node::overwrite::REDO_FILE);
+    let overwrite = vec![
+        persist(1, Some(ballot(1, 0)), entries(1, 1, 1..=6), 2),
+        persist(2, Some(ballot(2, 0)), entries(2, 2, 4..=7), 2),
+    ];
+    let with_redo = (0..200)
+        .find_map(|k| {
+            let fs = SimFs::new(k);
+            rarakoon_node::membership::check_home(&fs, &home, &config).unwrap();
+            node_home_on(&fs, &home, &overwrite, Some(k));
+            fs.crash();
+            fs.exists(&redo).unwrap().then_some(fs)
+        })
+        .expect("no crash point leaves a redo file");
     assert!(
         files.len() >= 4,
         "expected segments, an archive, a head snapshot and the promise: {files:?}"
@@ -487,42 +508,69 @@ fn damaged_synced_files_refuse_to_start_naming_the_file_and_the_repair() {
         .enable_all()
         .build()
         .unwrap();
+    let newest_segment = files
+        .iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "zst" && e != "snap"))
+        .filter(|f| f.parent() == Some(wal.as_path()))
+        .max()
+        .cloned();
     let mut refused = 0;
-    for file in &files {
-        let fs = built.fork();
-        let len = fs.contents(file).unwrap().len();
-        // Well inside the file: the last bytes of the newest segment could pass for a write
-        // torn by a crash, which recovery is right to cut.
-        fs.flip_bit(file, len / 3, 2).unwrap();
-        let options = rarakoon_node::NodeOptions {
-            fs: Arc::new(fs.clone()),
-            ..Default::default()
+    let homes = files
+        .iter()
+        .map(|f| (f, &built))
+        .chain(std::iter::once((&redo, &with_redo)));
+    for (file, built) in homes {
+        let len = built.contents(file).unwrap().len();
+        // Small files: every byte. Large ones: 16 places spread over the file. In the newest
+        // segment only its first half: its last record could pass for a write torn by a
+        // crash, which recovery is right to cut.
+        let span = if Some(file) == newest_segment.as_ref() {
+            len / 2
+        } else {
+            len
         };
-        let started = rt.block_on(rarakoon_node::Node::start_with(
-            &config,
-            "n0",
-            &tmp.path().join("c.toml"),
-            options,
-        ));
-        let error = match started {
-            Ok(node) => {
-                rt.block_on(node.stop()).unwrap();
-                panic!("the node started with a flipped bit in {}", file.display());
+        let offsets: Vec<usize> = if span <= 64 {
+            (0..span).collect()
+        } else {
+            (0..16).map(|i| i * span / 16).collect()
+        };
+        for offset in offsets {
+            for bit in [0u8, 2, 5] {
+                let fs = built.fork();
+                fs.flip_bit(file, offset, bit).unwrap();
+                let mut options = rarakoon_node::NodeOptions::default();
+                options.fs = Arc::new(fs.clone());
+                let started = rt.block_on(rarakoon_node::Node::start_with(
+                    &config,
+                    "n0",
+                    &tmp.path().join("c.toml"),
+                    options,
+                ));
+                let error = match started {
+                    Ok(node) => {
+                        rt.block_on(node.stop()).unwrap();
+                        panic!(
+                            "the node started with bit {bit} of byte {offset} of {} flipped",
+                            file.display()
+                        );
+                    }
+                    Err(e) => e.to_string(),
+                };
+                let name = file.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    error.contains(&name),
+                    "the error for damage in {} does not name the file: {error}",
+                    file.display()
+                );
+                // The membership record is the same on every node: its repair is a copy.
+                assert!(
+                    error.contains("rarakoon-bin") || error.contains("copy `membership` from"),
+                    "the error for damage in {} gives no repair command: {error}",
+                    file.display()
+                );
+                refused += 1;
             }
-            Err(e) => e.to_string(),
-        };
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            error.contains(&name),
-            "the error for damage in {} does not name the file: {error}",
-            file.display()
-        );
-        assert!(
-            error.contains("rarakoon-bin"),
-            "the error for damage in {} gives no repair command: {error}",
-            file.display()
-        );
-        refused += 1;
+        }
     }
-    assert_eq!(refused, files.len());
+    eprintln!("{refused} damaged homes refused");
 }
