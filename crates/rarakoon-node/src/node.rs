@@ -407,6 +407,7 @@ impl Node {
         );
         let mut listener_config = ListenerConfig::new(config.cluster.id.clone());
         listener_config.max_connections = node.max_client_connections as usize;
+        config.cluster.clients.apply(&mut listener_config);
         listener_config.limits = Limits {
             max_frame_bytes: usize::try_from(node.max_request_size).unwrap_or(usize::MAX),
             ..Limits::default()
