@@ -21,7 +21,7 @@ use std::time::Duration;
 use rarakoon_node::sabotage::Sabotage;
 
 /// Seeds run on every CI run.
-const CI_SEEDS: std::ops::Range<u64> = 0..24;
+const CI_SEEDS: std::ops::Range<u64> = 0..400;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -32,6 +32,13 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn run_one(seed: u64, sabotage: Sabotage) -> sim::Outcome {
+    // `SIM_LOG=<filter>` shows the nodes' logs (e.g. `SIM_LOG=paxos_core=debug`).
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     runtime().block_on(sim::run(seed, sabotage))
 }
 

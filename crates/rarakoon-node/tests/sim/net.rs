@@ -46,6 +46,8 @@ struct State {
     pub trace: Trace,
     sent: u64,
     delivered: u64,
+    /// Per link: (sent, dropped on the way, delivered).
+    links: Vec<Vec<(u64, u64, u64)>>,
 }
 
 /// The network shared by all nodes of a run.
@@ -71,6 +73,7 @@ impl Net {
                 trace: Trace::default(),
                 sent: 0,
                 delivered: 0,
+                links: vec![vec![(0, 0, 0); n]; n],
             })),
             n,
         }
@@ -119,6 +122,10 @@ impl Net {
         lock(&self.state).trace
     }
 
+    pub fn links(&self) -> Vec<Vec<(u64, u64, u64)>> {
+        lock(&self.state).links.clone()
+    }
+
     pub fn counts(&self) -> (u64, u64) {
         let st = lock(&self.state);
         (st.sent, st.delivered)
@@ -137,6 +144,7 @@ impl Net {
         {
             let mut st = lock(&self.state);
             st.sent += 1;
+            st.links[from][to].0 += 1;
             let faults = st.faults;
             if st.cut[from][to] || st.rng.chance(faults.loss) {
                 return;
@@ -169,9 +177,11 @@ impl Net {
     fn deliver(&self, from: usize, to: usize, generation: u64, payload: &[u8]) {
         let mut st = lock(&self.state);
         if st.generation[from][to] != generation || st.cut[from][to] {
+            st.links[from][to].1 += 1;
             return;
         }
         let Some(inbox) = st.inboxes[to].clone() else {
+            st.links[from][to].1 += 1;
             return;
         };
         let msg: PeerMessage = match wire_codec::decode_payload(payload, &mut AlignedVec::new()) {
@@ -181,7 +191,14 @@ impl Net {
         if wire::check_nodes(&msg, self.n).is_err() {
             return;
         }
+        if let Ok(watch) = std::env::var("SIM_DEBUG_NET")
+            && (watch == format!("{to}") || watch == format!("{from}"))
+        {
+            let text = format!("{msg:?}");
+            eprintln!("net {from}->{to}: {}", &text[..text.len().min(300)]);
+        }
         st.delivered += 1;
+        st.links[from][to].2 += 1;
         let mut t = st.trace;
         t.add((from as u64) << 8 | to as u64);
         t.add_bytes(payload);

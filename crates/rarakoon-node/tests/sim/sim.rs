@@ -154,6 +154,8 @@ struct Slot {
     restart_at: Option<Instant>,
     /// A corrupted file this node must name when it refuses to start.
     corrupted: Option<PathBuf>,
+    /// When this node was last given an empty home.
+    wiped_at: Option<Instant>,
 }
 
 struct World {
@@ -350,8 +352,15 @@ impl World {
                             );
                         }
                         self.count("corruptions refused at start-up");
+                        if std::env::var_os("SIM_DEBUG").is_some() {
+                            eprintln!("t={:?} n{i} wiped after: {message}", self.start.elapsed());
+                        }
                         // The repair: move the home aside (here: a new, empty disk).
-                        lock(&self.slots)[i].fs = SimFs::new(mix(self.seed ^ 0xD15C ^ i as u64));
+                        {
+                            let mut slots = lock(&self.slots);
+                            slots[i].fs = SimFs::new(mix(self.seed ^ 0xD15C ^ i as u64));
+                            slots[i].wiped_at = Some(Instant::now());
+                        }
                         if let Err(e) = self.start_node(i) {
                             self.violation("restart", format!("n{i} with an empty home: {e}"));
                         }
@@ -363,6 +372,33 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Whether every node but `i` is up, all at one applied index, and no node was given an
+    /// empty home in the last 10 s (the precondition of the corruption repair).
+    fn others_healthy(&self, i: usize) -> bool {
+        let slots = lock(&self.slots);
+        if slots.iter().any(|s| {
+            s.wiped_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        }) {
+            return false;
+        }
+        let mut applied = None;
+        for (j, slot) in slots.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let Some(up) = &slot.up else {
+                return false;
+            };
+            let a = digest(&up.shared).0;
+            if applied.is_some_and(|x| x != a) {
+                return false;
+            }
+            applied = Some(a);
+        }
+        true
     }
 
     fn up(&self, i: usize) -> bool {
@@ -645,11 +681,16 @@ fn nemesis(world: &Arc<World>, rng: &mut Rng) {
         0 if plan.crashes && world.up(i) => {
             {
                 world.count("crashes");
+                if std::env::var_os("SIM_DEBUG").is_some() {
+                    eprintln!("t={:?} n{i} crash", world.start.elapsed());
+                }
                 world.note(0xC0 ^ i as u64);
                 world.kill(i, true);
-                // Corrupt a synced block of the crashed node's disk, but only while every
-                // other node is up (its repair, an empty home, relies on them).
-                if plan.corruption && rng.chance(0.3) && (0..n).all(|j| j == i || world.up(j)) {
+                // Corrupt a synced block of the crashed node's disk, but only while the others
+                // are healthy: its repair (an empty home, caught up from the peers) relies on
+                // them, as the operations guide says. Healthy here: up, at the same applied
+                // index, and no other repair within the last 10 s.
+                if plan.corruption && rng.chance(0.3) && world.others_healthy(i) {
                     corrupt(world, i, rng);
                 }
                 lock(&world.slots)[i].restart_at =
@@ -770,7 +811,9 @@ fn supervise(world: &Arc<World>, rng: &mut Rng) {
             // The node stopped itself (a disk error): the process exits, and the machine is
             // taken down with it (after a failed fsync the page cache cannot be trusted).
             world.count("fail-stops");
-            let _ = why;
+            if std::env::var_os("SIM_DEBUG").is_some() {
+                eprintln!("t={:?} n{i} fail-stop: {why}", world.start.elapsed());
+            }
             world.kill(i, true);
             lock(&world.slots)[i].restart_at =
                 Some(Instant::now() + Duration::from_millis(rng.range(100, 1000)));
@@ -832,6 +875,7 @@ pub async fn run(seed: u64, sabotage: Sabotage) -> Outcome {
                     incarnation: 0,
                     restart_at: None,
                     corrupted: None,
+                    wiped_at: None,
                 })
                 .collect(),
         ),
@@ -995,10 +1039,26 @@ pub async fn run(seed: u64, sabotage: Sabotage) -> Outcome {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if !converged {
-        let digests: Vec<Option<u64>> = lock(&world.slots)
-            .iter()
-            .map(|s| s.up.as_ref().map(|u| digest(&u.shared).0))
-            .collect();
+        let digests: Vec<Option<(u64, String)>> =
+            lock(&world.slots)
+                .iter()
+                .map(|s| {
+                    s.up.as_ref().map(|u| {
+                    let v = u.shared.view();
+                    (
+                        digest(&u.shared).0,
+                        format!(
+                            "{:?} master {:?} committed {} last {} promised {}.{} {:?} paused {}",
+                            v.role, v.master, v.committed, v.last_index, v.promised.round,
+                            v.promised.node.0, *u.shared.progress.borrow(), s.gate.paused()
+                        ),
+                    )
+                })
+                })
+                .collect();
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            eprintln!("links (sent, dropped, delivered): {:?}", world.net.links());
+        }
         world.violation(
             "convergence",
             format!("the stores did not converge within {CONVERGENCE_BOUND:?}: applied indexes {digests:?}"),
