@@ -722,13 +722,12 @@ fn nemesis(world: &Arc<World>, rng: &mut Rng) {
             world.net.reset_link(i, j);
         }
         4 if plan.pauses => {
-            // Mostly the master: a stalled master past its lease is the dangerous case.
-            let master = (0..n).find(|&j| {
-                lock(&world.slots)[j]
-                    .up
-                    .as_ref()
-                    .is_some_and(|u| u.shared.view().role == NodeRole::Master)
-            });
+            // Mostly the master the clients use (the last to serve a consistent read): a
+            // stalled master past its lease, with reads waiting, is the dangerous case.
+            let master = lock(&world.reads)
+                .last()
+                .map(|r| r.node)
+                .filter(|&j| world.up(j));
             let i = match master {
                 Some(m) if rng.chance(0.9) => m,
                 _ => i,
