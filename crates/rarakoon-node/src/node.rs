@@ -1,7 +1,9 @@
 //! A running node: start-up in the documented order, and a clean stop.
 //!
-//! [`Node::start`]: lock the home directory, recover the store and log from disk, start the
-//! storage thread, the messenger, the driver and finally the client listener. [`Node::stop`]:
+//! [`Node::start`]: lock the home directory, recover the store and log from disk ([`prepare`]),
+//! start the messenger, assemble the node ([`Prepared::assemble`]: storage loop, driver,
+//! handler), start the storage thread and the driver, and finally the client listener. The
+//! deterministic simulator uses the same [`prepare`] and [`Prepared::assemble`] (ADR 0140). [`Node::stop`]:
 //! stop accepting clients (in-flight requests finish or fail with `E_GOING_DOWN`), stop the
 //! driver, let the storage thread sync and exit, stop the messenger, and release the lock.
 

@@ -9,6 +9,9 @@
 //! round's fsync ran, writes all their entries, issues ONE fsync, and only then reports the
 //! highest persist ticket durable (group commit). It also serves catch-up reads and snapshot
 //! chunks, receives a peer's snapshot, and runs the Collapser when enough entries accumulated.
+//! Its loop is an async fn ([`StorageThread::serve`]); production runs it on its own OS thread
+//! ([`StorageThread::run`]), the deterministic simulator as a task (ADR 0140). An embedder's
+//! [`DiskDelay`] is awaited between a round's writes and its fsync (production: none).
 //!
 //! Invariants:
 //! - A ticket is reported durable only after the fsync that covers its entries (or, with
@@ -22,7 +25,8 @@
 //! - A committed entry that cannot be decoded is fatal too (at recovery and when the driver
 //!   applies it, [`UndecodableEntry`]): applying it as a no-op would make the stores diverge.
 //! - The job queue is a bounded tokio channel: the driver never blocks on it (it keeps a
-//!   backlog when the queue is full); only this OS thread waits on it.
+//!   backlog when the queue is full); only the storage loop waits on it.
+//! - Before a tail overwrite writes its redo file, the log is synced (see `crate::overwrite`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
