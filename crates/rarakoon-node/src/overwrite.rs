@@ -125,6 +125,21 @@ pub fn finish_interrupted(home: &Path, wal: &mut Wal) -> Result<Option<usize>, R
         return Ok(None);
     };
     if let Some(&(first, _)) = entries.first() {
+        let next = wal.next_index().unwrap_or(first);
+        if first > next {
+            // Written by a version that did not sync the log before the redo file: the log
+            // lost entries below `first` that were appended in the same storage round, so
+            // nothing of that round (the redo entries included) was ever reported durable.
+            // Dropping the redo file loses nothing acknowledged; appending it would leave a
+            // gap in the log.
+            tracing::warn!(
+                first,
+                next,
+                "dropped a log-overwrite redo file that starts above the end of the log (its                  entries were never acknowledged)"
+            );
+            remove(fs.as_ref(), home)?;
+            return Ok(Some(0));
+        }
         apply(wal, first, &entries)?;
     }
     remove(fs.as_ref(), home)?;
@@ -434,6 +449,19 @@ mod tests {
                 assert_eq!(got, expected, "halt {halt}");
             }
         }
+    }
+
+    #[test]
+    fn a_redo_file_above_the_end_of_the_log_is_dropped_not_fatal() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("wal");
+        let mut wal = open(&dir);
+        wal.append_and_sync(entries(1..=5, "old")).unwrap();
+        // What an older version could leave: entry 6 unsynced and lost, the redo from 7.
+        write(&StdFs, home.path(), &entries(7..=8, "new")).unwrap();
+        assert_eq!(finish_interrupted(home.path(), &mut wal).unwrap(), Some(0));
+        assert_eq!(contents(&wal), entries(1..=5, "old"));
+        assert!(!home.path().join(REDO_FILE).exists());
     }
 
     #[test]
