@@ -156,6 +156,9 @@ struct Slot {
     corrupted: Option<PathBuf>,
     /// When this node was last given an empty home.
     wiped_at: Option<Instant>,
+    /// After an empty home: the applied index it must reach before the others may lose data
+    /// again (the repair is only safe while the others are healthy).
+    catching_up_to: Option<u64>,
 }
 
 struct World {
@@ -245,6 +248,7 @@ impl World {
         let delay = move |_entries: u64| {
             if let Some(world) = weak.upgrade()
                 && lock(&world.io_rng).chance(crash_at_fsync)
+                && !world.repair_in_progress()
             {
                 let at = fsync / 2;
                 tokio::spawn(async move {
@@ -358,8 +362,14 @@ impl World {
                         // The repair: move the home aside (here: a new, empty disk).
                         {
                             let mut slots = lock(&self.slots);
+                            let target = slots
+                                .iter()
+                                .filter_map(|s| s.up.as_ref().map(|u| digest(&u.shared).0))
+                                .max()
+                                .unwrap_or(0);
                             slots[i].fs = SimFs::new(mix(self.seed ^ 0xD15C ^ i as u64));
                             slots[i].wiped_at = Some(Instant::now());
+                            slots[i].catching_up_to = Some(target);
                         }
                         if let Err(e) = self.start_node(i) {
                             self.violation("restart", format!("n{i} with an empty home: {e}"));
@@ -374,9 +384,12 @@ impl World {
         }
     }
 
-    /// Whether every node but `i` is up, all at one applied index, and no node was given an
-    /// empty home in the last 10 s (the precondition of the corruption repair).
-    fn others_healthy(&self, i: usize) -> bool {
+    /// Whether every node but `i` is up, has committed everything `i` held (`i`'s last log
+    /// index before it went down), and no node was given an empty home in the last 10 s: the
+    /// precondition of the corruption repair. (An empty home forgets what the node accepted; if
+    /// it was one of the only two nodes holding a chosen value, a quorum without that value
+    /// can then form: the repair is only safe when the others already have everything.)
+    fn others_healthy(&self, i: usize, last_index: u64) -> bool {
         let slots = lock(&self.slots);
         if slots.iter().any(|s| {
             s.wiped_at
@@ -384,21 +397,31 @@ impl World {
         }) {
             return false;
         }
-        let mut applied = None;
-        for (j, slot) in slots.iter().enumerate() {
-            if j == i {
-                continue;
+        slots.iter().enumerate().all(|(j, slot)| {
+            j == i
+                || slot
+                    .up
+                    .as_ref()
+                    .is_some_and(|u| u.shared.view().committed >= last_index)
+        })
+    }
+
+    /// Whether a node given an empty home has not caught up yet: until it has, no other node
+    /// may lose data (crash, disk fault), as the repair's precondition says.
+    fn repair_in_progress(&self) -> bool {
+        let mut slots = lock(&self.slots);
+        let mut busy = false;
+        for slot in slots.iter_mut() {
+            if let Some(target) = slot.catching_up_to {
+                let applied = slot.up.as_ref().map_or(0, |u| digest(&u.shared).0);
+                if applied >= target {
+                    slot.catching_up_to = None;
+                } else {
+                    busy = true;
+                }
             }
-            let Some(up) = &slot.up else {
-                return false;
-            };
-            let a = digest(&up.shared).0;
-            if applied.is_some_and(|x| x != a) {
-                return false;
-            }
-            applied = Some(a);
         }
-        true
+        busy
     }
 
     fn up(&self, i: usize) -> bool {
@@ -678,8 +701,12 @@ fn nemesis(world: &Arc<World>, rng: &mut Rng) {
     let n = plan.nodes;
     let i = rng.below(n as u64) as usize;
     match rng.below(6) {
-        0 if plan.crashes && world.up(i) => {
+        0 if plan.crashes && world.up(i) && !world.repair_in_progress() => {
             {
+                let last_index = lock(&world.slots)[i]
+                    .up
+                    .as_ref()
+                    .map_or(u64::MAX, |u| u.shared.view().last_index);
                 world.count("crashes");
                 if std::env::var_os("SIM_DEBUG").is_some() {
                     eprintln!("t={:?} n{i} crash", world.start.elapsed());
@@ -690,7 +717,7 @@ fn nemesis(world: &Arc<World>, rng: &mut Rng) {
                 // are healthy: its repair (an empty home, caught up from the peers) relies on
                 // them, as the operations guide says. Healthy here: up, at the same applied
                 // index, and no other repair within the last 10 s.
-                if plan.corruption && rng.chance(0.3) && world.others_healthy(i) {
+                if plan.corruption && rng.chance(0.3) && world.others_healthy(i, last_index) {
                     corrupt(world, i, rng);
                 }
                 lock(&world.slots)[i].restart_at =
@@ -750,7 +777,7 @@ fn nemesis(world: &Arc<World>, rng: &mut Rng) {
                 });
             }
         }
-        5 if plan.disk_errors => {
+        5 if plan.disk_errors && !world.repair_in_progress() => {
             let slots = lock(&world.slots);
             if slots[i].up.is_some() {
                 world.count("disk faults armed");
@@ -875,6 +902,7 @@ pub async fn run(seed: u64, sabotage: Sabotage) -> Outcome {
                     restart_at: None,
                     corrupted: None,
                     wiped_at: None,
+                    catching_up_to: None,
                 })
                 .collect(),
         ),
