@@ -9,7 +9,9 @@
 //! snapshot. A catch-up answer (`CatchUpEntries`, `CatchUpPruned`) is taken only from the peer
 //! the outstanding request went to, and entries only from the index asked (an unprompted or
 //! stale answer is ignored: otherwise any node, a learner too, could make a follower apply
-//! values of its choosing).
+//! values of its choosing). The one exception is the answer to the last request that timed
+//! out, from the peer it went to and while it still starts at `committed + 1`: a peer slower
+//! than the retransmit interval (a slow disk) must still be heard.
 
 use super::Core;
 use crate::config::Role;
