@@ -166,3 +166,16 @@ fn reads_past_the_lease_are_caught_by_the_lease_checker() {
     };
     assert_caught("reads past the lease", sabotage, 0..300, "lease");
 }
+
+#[test]
+fn skipping_the_redo_file_is_caught_by_agreement() {
+    // Losing the replaced tail needs a crash inside the round's fsync after a tail overwrite,
+    // and then a quorum that relies on this node: rare. A soak over seeds 0..3000 found the
+    // first such run at seed 1423 (agreement and convergence; linearizability at 1637), so
+    // this test scans a small set around it rather than every seed from 0.
+    let sabotage = Sabotage {
+        skip_redo: true,
+        ..Sabotage::default()
+    };
+    assert_caught("skip the redo file", sabotage, 1400..1500, "agreement");
+}
