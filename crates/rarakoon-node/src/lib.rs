@@ -14,6 +14,7 @@
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
+//! - [`sabotage`]: broken-on-purpose switches for the simulator (feature `test-support`).
 
 pub mod client_limits;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod overwrite;
 pub mod payload;
 pub mod promise;
+pub mod sabotage;
 pub mod stats;
 pub mod storage;
 pub mod transport;
