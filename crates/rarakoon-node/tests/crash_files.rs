@@ -76,6 +76,9 @@ fn entries(version: u32, round: u64, indexes: std::ops::RangeInclusive<Index>) -
 enum Step {
     /// A persist, waited for until reported durable.
     Persist(Persist),
+    /// Persists queued back to back, so the storage thread takes them in one round (one
+    /// fsync), then waited for until the last is reported durable.
+    Round(Vec<Persist>),
     /// What the driver does after a commit: apply the log's entries up to here to the store.
     Apply(Index),
     /// A forced collapse (head snapshot, archive, prune).
@@ -161,6 +164,35 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
                 }
                 acked.durable.push(p.clone());
             }
+            Step::Round(persists) => {
+                for p in persists {
+                    if let Some(first) = p.entries.first() {
+                        log.split_off(&first.index);
+                    }
+                    for e in &p.entries {
+                        log.insert(e.index, e.value.clone());
+                    }
+                    if jobs_tx.blocking_send(Job::Persist(p.clone())).is_err() {
+                        failed = true;
+                        break 'script;
+                    }
+                }
+                let Some(last) = persists.last().map(|p| p.ticket) else {
+                    continue;
+                };
+                let mut reported = 0;
+                while reported < last {
+                    match events.blocking_recv() {
+                        Some(StorageEvent::Durable(t)) => reported = t,
+                        Some(StorageEvent::Failed(_)) | None => {
+                            failed = true;
+                            break 'script;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                acked.durable.extend(persists.iter().cloned());
+            }
             Step::Apply(up_to) => {
                 let mut store = store.write().unwrap();
                 let from = store.applied_index().map_or(1, |a| a + 1);
@@ -232,7 +264,12 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
 fn written(script: &[Step]) -> BTreeMap<Index, Vec<Value>> {
     let mut out: BTreeMap<Index, Vec<Value>> = BTreeMap::new();
     for step in script {
-        if let Step::Persist(p) = step {
+        let persists = match step {
+            Step::Persist(p) => std::slice::from_ref(p),
+            Step::Round(ps) => ps.as_slice(),
+            _ => &[],
+        };
+        for p in persists {
             for e in &p.entries {
                 out.entry(e.index).or_default().push(e.value.clone());
             }
@@ -404,6 +441,30 @@ fn a_crash_at_any_file_operation_of_the_log_promise_redo_and_collapse_restarts_c
         cases > 100,
         "only {cases} crash points: the script touches too little"
     );
+}
+
+/// Persists that the storage thread takes in one round (one fsync for all): appends followed
+/// by a tail overwrite of entries appended in that same round, not yet synced.
+#[test]
+fn a_crash_at_any_file_operation_of_a_round_that_overwrites_its_own_unsynced_entries_restarts_correctly()
+ {
+    let with = |ticket: u64, promise: Option<Ballot>, entries: Vec<LogEntry>, committed| Persist {
+        ticket,
+        promise,
+        entries,
+        committed,
+    };
+    let script = vec![
+        persist(1, Some(ballot(1, 0)), entries(1, 1, 1..=3), 1),
+        Step::Round(vec![
+            with(2, None, entries(1, 1, 4..=6), 2),
+            // A new master replaces 5 and 6, which the same round just appended.
+            with(3, Some(ballot(2, 1)), entries(2, 2, 5..=7), 3),
+            with(4, None, entries(2, 2, 8..=8), 4),
+        ]),
+    ];
+    let cases = crash_everywhere(&script);
+    eprintln!("{cases} crash cases");
 }
 
 /// A head snapshot received from a peer (chunks, restart marker, install) after a few entries
