@@ -54,6 +54,9 @@ pub struct HandlerConfig {
     pub max_request_size: u64,
     /// What one read may scan and return.
     pub read_limits: ReadLimits,
+    /// This node is a witness: it votes and keeps the log but holds no data, so every read
+    /// and write is refused with `E_NOT_SUPPORTED` saying so (admin requests are answered).
+    pub witness: bool,
 }
 
 /// The node's [`Handler`].
@@ -200,7 +203,26 @@ impl NodeHandler {
         err(ErrorCode::NotMaster, name)
     }
 
+    /// The refusal of a data request on a witness, naming the master to ask instead.
+    fn witness_refusal(&self) -> ErrorReply {
+        let master = self.master_name().map_or_else(
+            || "none known".to_owned(),
+            |m| String::from_utf8_lossy(&m).into_owned(),
+        );
+        err(
+            ErrorCode::NotSupported,
+            format!(
+                "node {} is a witness: it votes and keeps the log but holds no data, so it \
+                 serves no reads or writes; ask the master (currently {master}) or a slave",
+                self.config.node_name
+            ),
+        )
+    }
+
     fn check_read(&self, consistency: Consistency) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
+        }
         if self.readonly() {
             return Ok(());
         }
@@ -268,6 +290,9 @@ impl NodeHandler {
     }
 
     fn check_writable(&self) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
+        }
         if self.readonly() {
             return Err(err(
                 ErrorCode::ReadOnly,
@@ -276,6 +301,13 @@ impl NodeHandler {
         }
         if self.shared.view().role != NodeRole::Master {
             return Err(self.not_master());
+        }
+        Ok(())
+    }
+
+    fn check_not_witness(&self) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
         }
         Ok(())
     }
@@ -623,6 +655,9 @@ impl NodeHandler {
                 self.current_state(),
             ))),
             Request::GetTxid => {
+                if self.config.witness {
+                    return Err(self.witness_refusal());
+                }
                 let applied = self.store().applied_index().unwrap_or(0);
                 Ok(Response::GetTxid(Consistency::AtLeast(
                     i64::try_from(applied).unwrap_or(i64::MAX),
@@ -653,15 +688,18 @@ impl NodeHandler {
                         format!("tlogs_to_keep={tlogs_to_keep} is not acceptable"),
                     ));
                 }
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 self.collapse().await?;
                 Ok(Response::CopyDbToHead)
             }
             Request::OptimizeDb => {
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 Ok(Response::OptimizeDb)
             }
             Request::DefragDb => {
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 Ok(Response::DefragDb)
             }
@@ -677,11 +715,13 @@ impl NodeHandler {
                 }
                 Ok(Response::DropMaster)
             }
-            Request::GetDb => Err(err(
-                ErrorCode::NotSupported,
-                "get_db: Rarakoon has no Tokyo Cabinet store file; use `admin collapse` and \
+            Request::GetDb => Err(self.check_not_witness().err().unwrap_or_else(|| {
+                err(
+                    ErrorCode::NotSupported,
+                    "get_db: Rarakoon has no Tokyo Cabinet store file; use `admin collapse` and \
                  copy the head snapshot instead",
-            )),
+                )
+            })),
             Request::UserHook { consistency, name } => {
                 self.check_read(consistency)?;
                 Err(err(ErrorCode::UserHookNotFound, name))
