@@ -59,6 +59,25 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Install a backup (from `admin backup`) as a node's data before its first start.
+    Restore(RestoreArgs),
+}
+
+/// `restore --config FILE --node NAME BACKUP`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The cluster config file of the node to restore.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The node whose home directory receives the backup.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Move a non-empty home directory aside (to `<home>.before-restore-<seconds>`) instead
+    /// of refusing.
+    #[arg(long)]
+    pub force: bool,
+    /// The backup file.
+    pub file: PathBuf,
 }
 
 /// Options of `local`.
@@ -300,6 +319,12 @@ pub enum AdminCommand {
     DropMaster,
     /// Print the node's Paxos state.
     CurrentState,
+    /// Stream a consistent copy of the node's store into FILE (GET_DB; refused by the master,
+    /// so name a slave). The file is written atomically and verified.
+    Backup {
+        /// The backup file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
 }
 
 /// `wal ...`

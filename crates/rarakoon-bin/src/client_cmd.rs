@@ -192,6 +192,9 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<u8> {
     let target = ClusterTarget::resolve(&args.target)?;
     let (name, addr) = target.node(args.node.as_deref())?;
     let request = match args.command {
+        AdminCommand::Backup { file } => {
+            return crate::backup::backup(&args.target, &target, &name, addr, &file).await;
+        }
         AdminCommand::Collapse { keep } => Request::CollapseTlogs {
             tlogs_to_keep: keep,
         },

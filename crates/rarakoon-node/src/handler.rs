@@ -715,13 +715,14 @@ impl NodeHandler {
                 }
                 Ok(Response::DropMaster)
             }
-            Request::GetDb => Err(self.check_not_witness().err().unwrap_or_else(|| {
-                err(
+            // Streamed by `handle` (`get_db`); reached only through `execute`, which cannot stream.
+            Request::GetDb => {
+                self.check_get_db()?;
+                Err(err(
                     ErrorCode::NotSupported,
-                    "get_db: Rarakoon has no Tokyo Cabinet store file; use `admin collapse` and \
-                 copy the head snapshot instead",
-                )
-            })),
+                    "get_db streams its answer; it is served through the client listener",
+                ))
+            }
             Request::UserHook { consistency, name } => {
                 self.check_read(consistency)?;
                 Err(err(ErrorCode::UserHookNotFound, name))
@@ -785,8 +786,59 @@ fn response_size(response: &Response) -> Option<u64> {
     })
 }
 
+impl NodeHandler {
+    /// GET_DB is refused on a witness (no data) and on the master (as Arakoon does: the copy's
+    /// work belongs on a slave, away from the node serving writes).
+    fn check_get_db(&self) -> Result<(), ErrorReply> {
+        self.check_not_witness()?;
+        self.check_not_master()
+    }
+
+    /// GET_DB: a consistent image of the store, streamed (see [`crate::backup`]): Arakoon's
+    /// `i64` length, then the image, a head snapshot. The connection closes after it.
+    fn get_db(&self) -> Outcome {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        if let Err(e) = self.check_get_db() {
+            self.shared
+                .metrics
+                .request("get_db", false, started.elapsed().as_secs_f64());
+            return Outcome::new(Err(e));
+        }
+        let mut header = BytesMut::new();
+        rarakoon_client::encode_reply(&Ok(Response::GetDb(Bytes::new())), &mut header);
+        let config = crate::backup::snapshot_config(self.config.max_request_size, u64::MAX);
+        let (tx, rx) = mpsc::channel(crate::backup::QUEUE_CHUNKS);
+        let shared = Arc::clone(&self.shared);
+        let node = self.config.node_name.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = crate::backup::stream_image(&shared.store, header, &config, &tx);
+            match &result {
+                Ok(info) => tracing::info!(
+                    node,
+                    index = info.index,
+                    pairs = info.pairs,
+                    bytes = info.bytes,
+                    "get_db: streamed a copy of the store"
+                ),
+                Err(e) => tracing::warn!(node, "get_db: stopped: {e}"),
+            }
+            shared
+                .metrics
+                .request("get_db", result.is_ok(), started.elapsed().as_secs_f64());
+        });
+        Outcome::streamed(
+            Ok(Response::GetDb(Bytes::new())),
+            rarakoon_client::listener::ReplyStream::new(rx),
+        )
+    }
+}
+
 impl Handler for NodeHandler {
     async fn handle(&self, _connection: &ConnectionInfo, request: Request) -> Outcome {
+        if matches!(request, Request::GetDb) {
+            return self.get_db();
+        }
         Outcome::new(self.execute(request).await)
     }
 }

@@ -15,6 +15,7 @@
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
 
+pub mod backup;
 pub mod config;
 pub mod driver;
 pub mod durable_file;
