@@ -191,3 +191,49 @@ fn check_config_shows_witnesses_quorum_and_preferred_masters_and_names_bad_ones(
         assert!(err.contains(field), "{field}: {err}");
     }
 }
+
+#[test]
+fn every_admin_opcode_has_a_command_answered_per_node() {
+    let mut cluster = TestCluster::new(&ClusterSpec::new(3));
+    cluster.start_all();
+    let all = ["n0", "n1", "n2"];
+    let master = cluster.wait_master(&all, ELECTION);
+    write_batch(&cluster, &all, "a", 3);
+    let slave = *all.iter().find(|n| **n != master).unwrap();
+    let config = cluster.config_file().to_str().unwrap().to_owned();
+    let admin = |node: &str, args: &[&str]| {
+        let mut full = vec!["admin", "--cluster-config", config.as_str(), "--node", node];
+        full.extend_from_slice(args);
+        cluster.cli(&full)
+    };
+    // Refused on the master, as Arakoon does; done on a slave.
+    for command in [
+        &["optimize-db"][..],
+        &["defrag-db"],
+        &["copy-db-to-head", "--keep", "2"],
+    ] {
+        let (code, out, err) = admin(&master, command);
+        assert_eq!(code, 2, "{command:?} on the master: {out}{err}");
+        assert!(err.contains("master"), "{command:?}: {err}");
+        let (code, out, err) = admin(slave, command);
+        assert_eq!(code, 0, "{command:?} on a slave: {out}{err}");
+        assert_eq!(out.trim(), format!("{slave}: done"));
+    }
+    let (code, out, _) = admin(slave, &["flush-store"]);
+    assert_eq!((code, out.trim()), (0, format!("{slave}: done").as_str()));
+    let (code, out, _) = admin(slave, &["who-master"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{slave}: {master}").as_str())
+    );
+    let (code, out, _) = admin(&master, &["expect-progress-possible"]);
+    assert_eq!((code, out.trim()), (0, format!("{master}: true").as_str()));
+    let (code, out, _) = admin(slave, &["expect-progress-possible"]);
+    assert_eq!((code, out.trim()), (1, format!("{slave}: false").as_str()));
+    let (code, out, _) = admin(slave, &["version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("{slave}: 1.9.0")), "{out}");
+    let (code, out, _) = admin(slave, &["statistics"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("node_is") && out.contains(slave), "{out}");
+}
