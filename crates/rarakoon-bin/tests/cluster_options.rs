@@ -57,6 +57,7 @@ fn assert_refused_as_witness(cluster: &TestCluster, witness: &str, request: &Req
 fn a_witness_votes_and_keeps_the_log_and_two_voters_and_a_witness_survive_any_one_loss() {
     let mut spec = ClusterSpec::new(3);
     spec.extra_cluster_lines = vec!["witnesses = [\"n2\"]".into()];
+    spec.metrics = true;
     let mut cluster = TestCluster::new(&spec);
     cluster.start_all();
     let voters = ["n0", "n1"];
@@ -66,6 +67,17 @@ fn a_witness_votes_and_keeps_the_log_and_two_voters_and_a_witness_survive_any_on
         (cluster.who_master_at("n2").as_deref() == Some(first.as_str())).then_some(())
     });
     write_batch(&cluster, &voters, "a", 20);
+    // The witness learns every commit but applies none of them.
+    let metrics_port = cluster.node("n2").metrics_port.unwrap();
+    let witness_gauge = |name: &str| -> Option<f64> {
+        let (_, body) = support::http_get(([127, 0, 0, 1], metrics_port).into(), "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    wait_for("the witness to learn batch a", CONVERGE, || {
+        witness_gauge("rarakoon_committed_index").filter(|c| *c >= 20.0)
+    });
+    assert_eq!(witness_gauge("rarakoon_applied_index"), Some(0.0));
     let key = Bytes::from_static(b"a-1");
     for consistency in [
         Consistency::NoGuarantees,
