@@ -1,7 +1,8 @@
 //! The cluster configuration: one TOML file shared by every node of a cluster.
 //!
-//! The file carries Arakoon's options over (cluster id, master mode, preferred master, lease
-//! period, learners, and per node its addresses, home directory, log and size limits). Parsing
+//! The file carries Arakoon's options over (cluster id, master mode, preferred masters, lease
+//! period, learners, witnesses, the quorum override, and per node its addresses, home
+//! directory, log and size limits). Parsing
 //! is strict: unknown fields are refused (`deny_unknown_fields`), and every error names the
 //! file, the field and what is wrong, so an operator can fix it without reading code.
 //!

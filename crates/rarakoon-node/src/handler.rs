@@ -15,8 +15,13 @@
 //!   happened"; one refused before it was proposed (the node is stopping) `E_GOING_DOWN`.
 //! - Admin operations: statistics, version, current state, collapse, drop master, flush store,
 //!   optimize/defrag (no-ops for an in-memory store, refused on the master like Arakoon),
-//!   copy_db_to_head (a forced collapse). Nursery and node catch-up opcodes are answered with
-//!   `E_NOT_SUPPORTED`: Rarakoon does not shard and its nodes catch up over their own protocol.
+//!   copy_db_to_head (a forced collapse), get_db (a consistent image of the store streamed from
+//!   a blocking thread in bounded pieces, refused on the master like Arakoon; `crate::backup`).
+//!   Nursery and node catch-up opcodes are answered with `E_NOT_SUPPORTED`: Rarakoon does not
+//!   shard and its nodes catch up over their own protocol.
+//! - A witness holds no data: every read and write (and get_txid, get_db, optimize/defrag,
+//!   copy_db_to_head) is refused with `E_NOT_SUPPORTED` saying the node is a witness and naming
+//!   the master; admin requests are answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
