@@ -55,8 +55,10 @@ pub struct Config {
     pub quorum: Option<usize>,
     /// Elected, read-only or forced master.
     pub mode: MasterMode,
-    /// Preferred master(s): an elected master that is not preferred hands over to a preferred
-    /// voter once it is within `preferred_handover_gap` entries.
+    /// Preferred masters, most preferred first: an elected master hands over to a voter listed
+    /// before it (any listed voter, if it is not listed) once that voter is within
+    /// `preferred_handover_gap` entries, and a node waits longer before standing the later it
+    /// comes in the list (unlisted nodes last), so the first listed voter that is up wins.
     pub preferred_masters: Vec<NodeId>,
     /// How close (in entries) a preferred node must be before the master hands over.
     pub preferred_handover_gap: u64,

@@ -174,6 +174,36 @@ fn preferred_master_takes_office_and_takes_it_back() {
 }
 
 #[test]
+fn preferred_masters_in_order_the_first_one_up_holds_office() {
+    let mut o = SimOptions::quiet(17, 3);
+    o.preferred = vec![NodeId(2), NodeId(1)];
+    let mut w = World::new(o);
+    let m = settle_master(&mut w);
+    assert_eq!(
+        m, 2,
+        "the first preferred node did not win the first election"
+    );
+    // The first preferred node is down: the second one, not the unlisted node, takes office.
+    w.script(w.now + MS, Script::Crash(2));
+    w.run_until(w.now + 4 * LEASE);
+    assert_eq!(
+        w.master(),
+        Some(1),
+        "the second preferred node did not take office"
+    );
+    // The first preferred node is back: the second one hands office back to it.
+    w.script(w.now, Script::Restart(2));
+    w.set_heal_at(w.now);
+    w.run_until(w.now + 6 * LEASE);
+    assert_eq!(
+        w.master(),
+        Some(2),
+        "the first preferred node did not take office back from the second"
+    );
+    assert_ok(&w.finish());
+}
+
+#[test]
 fn drop_master_hands_office_to_another_node() {
     let mut o = SimOptions::quiet(16, 3);
     o.election_jitter = Some(50 * MS);

@@ -18,6 +18,8 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     for node in &config.nodes {
         let role = if config.is_learner(&node.name) {
             "learner"
+        } else if config.is_witness(&node.name) {
+            "witness"
         } else {
             "voter"
         };
@@ -28,6 +30,19 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
             node.messaging_address(),
             node.home_dir.display()
         );
+    }
+    println!(
+        "  quorum {}{}",
+        config.quorum_size(),
+        if config.cluster.quorum.is_some() {
+            " (override)"
+        } else {
+            " (majority of the voting nodes)"
+        }
+    );
+    let preferred = config.preferred_masters();
+    if !preferred.is_empty() {
+        println!("  preferred masters, in order: {}", preferred.join(", "));
     }
     for warning in config.warnings() {
         println!("warning: {warning}");

@@ -64,6 +64,25 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Install a backup (from `admin backup`) as a node's data before its first start.
+    Restore(RestoreArgs),
+}
+
+/// `restore --config FILE --node NAME BACKUP`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The cluster config file of the node to restore.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The node whose home directory receives the backup.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Move a non-empty home directory aside (to `<home>.before-restore-<seconds>`) instead
+    /// of refusing.
+    #[arg(long)]
+    pub force: bool,
+    /// The backup file.
+    pub file: PathBuf,
 }
 
 /// Options of `local`.
@@ -305,6 +324,35 @@ pub enum AdminCommand {
     DropMaster,
     /// Print the node's Paxos state.
     CurrentState,
+    /// Compact the node's store (Arakoon's OPTIMIZE_DB; a no-op for the in-memory store).
+    /// Refused by the master.
+    OptimizeDb,
+    /// Defragment the node's store (Arakoon's DEFRAG_DB; a no-op). Refused by the master.
+    DefragDb,
+    /// Make the node's store durable (Arakoon's FLUSH_STORE; every write already is).
+    FlushStore,
+    /// Write the node's store as its head snapshot (Arakoon's COPY_DB_TO_HEAD). Refused by the
+    /// master.
+    CopyDbToHead {
+        /// WAL segments to keep (at least 1; the node keeps its `segments_to_keep`).
+        #[arg(long, default_value_t = 1)]
+        keep: i32,
+    },
+    /// Print the node's statistics (Arakoon's STATISTICS, of this node only).
+    Statistics,
+    /// Print the node's version.
+    Version,
+    /// Print the master this node knows of.
+    WhoMaster,
+    /// Print whether the node expects progress to be possible (true only on a master with a
+    /// lease and a store; exit code 1 when false).
+    ExpectProgressPossible,
+    /// Stream a consistent copy of the node's store into FILE (GET_DB; refused by the master,
+    /// so name a slave). The file is written atomically and verified.
+    Backup {
+        /// The backup file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
 }
 
 /// `wal ...`

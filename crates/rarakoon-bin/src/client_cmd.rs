@@ -192,11 +192,24 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<u8> {
     let target = ClusterTarget::resolve(&args.target)?;
     let (name, addr) = target.node(args.node.as_deref())?;
     let request = match args.command {
+        AdminCommand::Backup { file } => {
+            return crate::backup::backup(&args.target, &target, &name, addr, &file).await;
+        }
         AdminCommand::Collapse { keep } => Request::CollapseTlogs {
             tlogs_to_keep: keep,
         },
         AdminCommand::DropMaster => Request::DropMaster,
         AdminCommand::CurrentState => Request::CurrentState,
+        AdminCommand::OptimizeDb => Request::OptimizeDb,
+        AdminCommand::DefragDb => Request::DefragDb,
+        AdminCommand::FlushStore => Request::FlushStore,
+        AdminCommand::CopyDbToHead { keep } => Request::CopyDbToHead {
+            tlogs_to_keep: keep,
+        },
+        AdminCommand::Statistics => Request::Statistics,
+        AdminCommand::Version => Request::Version,
+        AdminCommand::WhoMaster => Request::WhoMaster,
+        AdminCommand::ExpectProgressPossible => Request::ExpectProgressPossible,
     };
     let reply = direct::call(&target.cluster_id, addr, &request, target.timeout).await?;
     match reply {
@@ -210,7 +223,33 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<u8> {
                 );
             }
         }
-        Ok(Response::DropMaster) => println!("{name}: done"),
+        Ok(
+            Response::DropMaster
+            | Response::OptimizeDb
+            | Response::DefragDb
+            | Response::FlushStore
+            | Response::CopyDbToHead,
+        ) => println!("{name}: done"),
+        Ok(Response::Statistics(stats)) => {
+            println!("{name}:");
+            print_named(&stats, 1);
+        }
+        Ok(Response::Version(v)) => {
+            println!("{name}: {}.{}.{}", v.major, v.minor, v.patch);
+            print!("{}", printable(&v.info).replace("\\n", "\n"));
+        }
+        Ok(Response::WhoMaster(master)) => println!(
+            "{name}: {}",
+            master
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), printable)
+        ),
+        Ok(Response::ExpectProgressPossible(possible)) => {
+            println!("{name}: {possible}");
+            if !possible {
+                return Ok(exit::NOT_FOUND);
+            }
+        }
         Ok(Response::CurrentState(s)) => println!("{name}: {}", printable(&s)),
         Ok(other) => println!("{name}: {other:?}"),
         Err(e) => {

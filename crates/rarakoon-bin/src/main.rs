@@ -2,6 +2,7 @@
 //! `bench`, config checks and offline tools). See `cli.rs` for the commands and `exit.rs` for the exit
 //! codes.
 
+mod backup;
 mod bench;
 mod check_config;
 mod cli;
@@ -78,6 +79,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Snapshot {
             command: cli::SnapshotCommand::Inspect { file },
         }) => offline::inspect_snapshot(&file),
+        Some(Command::Restore(args)) => backup::restore(args).await,
     }
 }
 

@@ -1,14 +1,18 @@
 //! The cluster configuration: one TOML file shared by every node of a cluster.
 //!
-//! The file carries Arakoon's options over (cluster id, master mode, preferred master, lease
-//! period, learners, and per node its addresses, home directory, log and size limits). Parsing
+//! The file carries Arakoon's options over (cluster id, master mode, preferred masters, lease
+//! period, learners, witnesses, the quorum override, and per node its addresses, home
+//! directory, log and size limits). Parsing
 //! is strict: unknown fields are refused (`deny_unknown_fields`), and every error names the
 //! file, the field and what is wrong, so an operator can fix it without reading code.
 //!
 //! Invariants kept by [`ClusterConfig::from_toml_str`] (nothing else builds a validated config):
 //! - node names are unique and non-empty; messaging addresses and client endpoints are unique;
-//! - learners, the preferred master and the forced master name configured nodes, and neither
-//!   master is a learner; at least one node votes;
+//! - learners, witnesses, the preferred masters and the forced master name configured nodes;
+//!   no node is both a learner and a witness; no master (forced or preferred) is a learner or
+//!   a witness; at least one node votes and holds data (neither learner nor witness);
+//! - `quorum`, when set, lies between 1 and the number of voting nodes (voters and witnesses);
+//! - `preferred_master` (one name) and `preferred_masters` (a list) are not both set;
 //! - `max_value_size < max_request_size`, and every size and period lies in a sane range.
 //!
 //! Relative `home_dir` paths are resolved against the directory of the config file, so a
@@ -149,9 +153,21 @@ pub struct ClusterSection {
     /// The master when `master_mode = "forced"` (required then, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_master: Option<String>,
-    /// A node that takes the master role whenever it is up (Arakoon's `preferred_master`).
+    /// A node that takes the master role whenever it is up (Arakoon's `preferred_master`);
+    /// the same as a one-name `preferred_masters`, and refused together with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_master: Option<String>,
+    /// Nodes that take the master role whenever one is up, the first reachable one winning
+    /// (Arakoon's `preferred_masters`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_masters: Vec<String>,
+    /// Nodes that vote and keep the log but never apply it, serve clients or become master.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<String>,
+    /// Promises or accepts needed to decide (Arakoon's `quorum`); default a majority of the
+    /// voters and witnesses. Below a majority two disjoint groups may both decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
     /// The master lease period in seconds (fractions allowed, e.g. `0.5`).
     #[serde(default = "default_lease")]
     pub lease_period_secs: f64,
@@ -411,6 +427,9 @@ impl ClusterSection {
             master_mode: MasterMode::Elected,
             forced_master: None,
             preferred_master: None,
+            preferred_masters: Vec::new(),
+            witnesses: Vec::new(),
+            quorum: None,
             lease_period_secs: defaults::LEASE_PERIOD_SECS,
             messaging: MessagingLimits::default(),
             clients: ClientLimits::default(),
@@ -505,9 +524,35 @@ impl ClusterConfig {
         self.cluster.learners.iter().any(|l| l == name)
     }
 
-    /// Names of the voting nodes, in config order.
+    /// Whether `name` is a witness (votes, keeps the log, holds no data).
+    pub fn is_witness(&self, name: &str) -> bool {
+        self.cluster.witnesses.iter().any(|w| w == name)
+    }
+
+    /// Names of the voting nodes (voters and witnesses), in config order.
     pub fn voters(&self) -> impl Iterator<Item = &str> {
         self.node_names().filter(|n| !self.is_learner(n))
+    }
+
+    /// The preferred masters in order of preference: `preferred_masters`, or the single
+    /// `preferred_master` (validation refuses both at once).
+    pub fn preferred_masters(&self) -> Vec<&str> {
+        match &self.cluster.preferred_master {
+            Some(p) => vec![p.as_str()],
+            None => self
+                .cluster
+                .preferred_masters
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
+    /// Promises or accepts needed to decide: the override, or a majority of the voting nodes.
+    pub fn quorum_size(&self) -> usize {
+        self.cluster
+            .quorum
+            .map_or(self.voters().count() / 2 + 1, |q| q as usize)
     }
 
     /// The lease period as a duration.
@@ -529,6 +574,21 @@ impl ClusterConfig {
                     ),
                 });
             }
+        }
+        let voting = self.voters().count();
+        if self
+            .cluster
+            .quorum
+            .is_some_and(|q| (q as usize) <= voting / 2)
+        {
+            out.push(ConfigWarning {
+                field: "cluster.quorum".to_owned(),
+                message: format!(
+                    "is {} of {voting} voting nodes, not a majority: two disjoint groups of \
+                     nodes may both decide, and acknowledged writes may be LOST (split brain)",
+                    self.quorum_size()
+                ),
+            });
         }
         if self.voters().count().is_multiple_of(2) {
             out.push(ConfigWarning {
@@ -763,6 +823,7 @@ impl ClusterConfig {
         if let Some(p) = &c.preferred_master {
             check_master("cluster.preferred_master", p)?;
         }
+        self.validate_roles(file)?;
         match (c.master_mode, &c.forced_master) {
             (MasterMode::Forced, Some(m)) => check_master("cluster.forced_master", m)?,
             (MasterMode::Forced, None) => {
@@ -778,6 +839,99 @@ impl ClusterConfig {
                 ));
             }
             (_, None) => {}
+        }
+        Ok(())
+    }
+}
+
+impl ClusterConfig {
+    /// Witnesses, the quorum override and the preferred-master list (the learners and the
+    /// single preferred and forced master are checked by [`ClusterConfig::validate`]).
+    fn validate_roles(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field,
+            problem,
+        };
+        let c = &self.cluster;
+        let mut seen = BTreeSet::new();
+        for (i, w) in c.witnesses.iter().enumerate() {
+            let field = format!("cluster.witnesses[{i}]");
+            if !self.node_names().any(|n| n == w) {
+                return Err(invalid(
+                    field,
+                    format!("names `{w}`, which is not a configured node"),
+                ));
+            }
+            if self.is_learner(w) {
+                return Err(invalid(
+                    field,
+                    format!("names `{w}`, which is a learner; a node is a witness or a learner"),
+                ));
+            }
+            if !seen.insert(w.as_str()) {
+                return Err(invalid(field, format!("names `{w}` twice")));
+            }
+        }
+        if !self.voters().any(|n| !self.is_witness(n)) {
+            return Err(invalid(
+                "cluster.witnesses".into(),
+                "leaves no voter that holds data; at least one node must be neither a learner \
+                 nor a witness (only such a node can be master)"
+                    .into(),
+            ));
+        }
+        let voting = self.voters().count();
+        if let Some(q) = c.quorum
+            && (q == 0 || q as usize > voting)
+        {
+            return Err(invalid(
+                "cluster.quorum".into(),
+                format!(
+                    "is {q}; it must lie between 1 and the {voting} voting nodes (voters and \
+                     witnesses)"
+                ),
+            ));
+        }
+        if c.preferred_master.is_some() && !c.preferred_masters.is_empty() {
+            return Err(invalid(
+                "cluster.preferred_master".into(),
+                "is set together with preferred_masters; list every preferred node in \
+                 preferred_masters only"
+                    .into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, p) in c.preferred_masters.iter().enumerate() {
+            let field = format!("cluster.preferred_masters[{i}]");
+            if !self.node_names().any(|n| n == p) {
+                return Err(invalid(
+                    field,
+                    format!("names `{p}`, which is not a configured node"),
+                ));
+            }
+            if self.is_learner(p) || self.is_witness(p) {
+                return Err(invalid(
+                    field,
+                    format!("names `{p}`, which is a learner or a witness and can never be master"),
+                ));
+            }
+            if !seen.insert(p.as_str()) {
+                return Err(invalid(field, format!("names `{p}` twice")));
+            }
+        }
+        for (field, name) in [
+            ("cluster.preferred_master", c.preferred_master.as_deref()),
+            ("cluster.forced_master", c.forced_master.as_deref()),
+        ] {
+            if let Some(name) = name
+                && self.is_witness(name)
+            {
+                return Err(invalid(
+                    field.into(),
+                    format!("names `{name}`, which is a witness and can never be master"),
+                ));
+            }
         }
         Ok(())
     }
@@ -994,6 +1148,167 @@ fsync = false
         ))
         .unwrap();
         assert_eq!(ok.voters().collect::<Vec<_>>(), vec!["n1"]);
+    }
+
+    // --- witnesses, quorum, preferred masters ---
+    const THREE: &str = r#"
+[cluster]
+id = "ricky"
+
+[[nodes]]
+name = "n0"
+addresses = ["127.0.0.1:4010"]
+client_port = 4000
+home_dir = "n0"
+
+[[nodes]]
+name = "n1"
+addresses = ["127.0.0.1:4011"]
+client_port = 4001
+home_dir = "n1"
+
+[[nodes]]
+name = "n2"
+addresses = ["127.0.0.1:4012"]
+client_port = 4002
+home_dir = "n2"
+"#;
+
+    fn three_with(lines: &str) -> Result<ClusterConfig, ConfigError> {
+        parse(&THREE.replace("id = \"ricky\"", &format!("id = \"ricky\"\n{lines}")))
+    }
+
+    fn refusal(lines: &str) -> (String, String) {
+        match three_with(lines) {
+            Err(ConfigError::Invalid { field, problem, .. }) => (field, problem),
+            other => panic!("{lines}: expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn witnesses_and_quorum_are_parsed_and_round_trip() {
+        let c = three_with("witnesses = [\"n2\"]\nquorum = 2").unwrap();
+        assert!(c.is_witness("n2") && !c.is_witness("n0"));
+        assert_eq!(c.voters().count(), 3, "a witness votes");
+        assert_eq!(c.quorum_size(), 2);
+        let again = parse(&c.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again, c);
+        let plain = three_with("").unwrap();
+        assert_eq!(plain.quorum_size(), 2, "default: a majority of 3");
+        assert!(plain.cluster.witnesses.is_empty());
+    }
+
+    #[test]
+    fn witness_and_quorum_mistakes_are_refused_with_the_field() {
+        for (lines, field, why) in [
+            (
+                "witnesses = [\"n9\"]",
+                "cluster.witnesses[0]",
+                "not a configured node",
+            ),
+            (
+                "witnesses = [\"n1\"]\nlearners = [\"n1\"]",
+                "cluster.witnesses[0]",
+                "learner",
+            ),
+            (
+                "witnesses = [\"n1\", \"n1\"]",
+                "cluster.witnesses[1]",
+                "twice",
+            ),
+            (
+                "witnesses = [\"n0\", \"n1\", \"n2\"]",
+                "cluster.witnesses",
+                "neither a learner nor a witness",
+            ),
+            (
+                "witnesses = [\"n0\", \"n1\"]\nlearners = [\"n2\"]",
+                "cluster.witnesses",
+                "no voter",
+            ),
+            ("quorum = 0", "cluster.quorum", "between 1 and the 3"),
+            ("quorum = 4", "cluster.quorum", "between 1 and the 3"),
+            (
+                "quorum = 3\nlearners = [\"n2\"]",
+                "cluster.quorum",
+                "between 1 and the 2",
+            ),
+            (
+                "witnesses = [\"n2\"]\npreferred_master = \"n2\"",
+                "cluster.preferred_master",
+                "witness",
+            ),
+            (
+                "witnesses = [\"n2\"]\nmaster_mode = \"forced\"\nforced_master = \"n2\"",
+                "cluster.forced_master",
+                "witness",
+            ),
+        ] {
+            let (f, problem) = refusal(lines);
+            assert_eq!(f, field, "{lines}: {problem}");
+            assert!(problem.contains(why), "{lines}: {problem}");
+        }
+        assert!(three_with("quorum = 4294967295").is_err());
+        assert!(three_with("quorum = -1").is_err());
+    }
+
+    #[test]
+    fn a_quorum_below_a_majority_is_accepted_with_a_loud_warning() {
+        let c = three_with("quorum = 1").unwrap();
+        let warning = c
+            .warnings()
+            .into_iter()
+            .find(|w| w.field == "cluster.quorum")
+            .expect("warning");
+        assert!(warning.message.contains("split brain"), "{warning}");
+        for q in ["2", "3"] {
+            let c = three_with(&format!("quorum = {q}")).unwrap();
+            assert!(
+                c.warnings().iter().all(|w| w.field != "cluster.quorum"),
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn preferred_masters_list_and_the_single_form() {
+        let c = three_with("preferred_masters = [\"n2\", \"n0\"]").unwrap();
+        assert_eq!(c.preferred_masters(), vec!["n2", "n0"]);
+        assert_eq!(parse(&c.to_toml_string().unwrap()).unwrap(), c);
+        let single = three_with("preferred_master = \"n1\"").unwrap();
+        assert_eq!(single.preferred_masters(), vec!["n1"]);
+        assert!(three_with("").unwrap().preferred_masters().is_empty());
+        for (lines, field, why) in [
+            (
+                "preferred_master = \"n1\"\npreferred_masters = [\"n0\"]",
+                "cluster.preferred_master",
+                "preferred_masters only",
+            ),
+            (
+                "preferred_masters = [\"n7\"]",
+                "cluster.preferred_masters[0]",
+                "not a configured",
+            ),
+            (
+                "preferred_masters = [\"n0\", \"n0\"]",
+                "cluster.preferred_masters[1]",
+                "twice",
+            ),
+            (
+                "preferred_masters = [\"n0\", \"n2\"]\nlearners = [\"n2\"]",
+                "cluster.preferred_masters[1]",
+                "learner or a witness",
+            ),
+            (
+                "preferred_masters = [\"n1\"]\nwitnesses = [\"n1\"]",
+                "cluster.preferred_masters[0]",
+                "learner or a witness",
+            ),
+        ] {
+            let (f, problem) = refusal(lines);
+            assert_eq!(f, field, "{lines}: {problem}");
+            assert!(problem.contains(why), "{lines}: {problem}");
+        }
     }
 
     #[test]

@@ -15,8 +15,13 @@
 //!   happened"; one refused before it was proposed (the node is stopping) `E_GOING_DOWN`.
 //! - Admin operations: statistics, version, current state, collapse, drop master, flush store,
 //!   optimize/defrag (no-ops for an in-memory store, refused on the master like Arakoon),
-//!   copy_db_to_head (a forced collapse). Nursery and node catch-up opcodes are answered with
-//!   `E_NOT_SUPPORTED`: Rarakoon does not shard and its nodes catch up over their own protocol.
+//!   copy_db_to_head (a forced collapse), get_db (a consistent image of the store streamed from
+//!   a blocking thread in bounded pieces, refused on the master like Arakoon; `crate::backup`).
+//!   Nursery and node catch-up opcodes are answered with `E_NOT_SUPPORTED`: Rarakoon does not
+//!   shard and its nodes catch up over their own protocol.
+//! - A witness holds no data: every read and write (and get_txid, get_db, optimize/defrag,
+//!   copy_db_to_head) is refused with `E_NOT_SUPPORTED` saying the node is a witness and naming
+//!   the master; admin requests are answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -54,6 +59,9 @@ pub struct HandlerConfig {
     pub max_request_size: u64,
     /// What one read may scan and return.
     pub read_limits: ReadLimits,
+    /// This node is a witness: it votes and keeps the log but holds no data, so every read
+    /// and write is refused with `E_NOT_SUPPORTED` saying so (admin requests are answered).
+    pub witness: bool,
 }
 
 /// The node's [`Handler`].
@@ -200,7 +208,26 @@ impl NodeHandler {
         err(ErrorCode::NotMaster, name)
     }
 
+    /// The refusal of a data request on a witness, naming the master to ask instead.
+    fn witness_refusal(&self) -> ErrorReply {
+        let master = self.master_name().map_or_else(
+            || "none known".to_owned(),
+            |m| String::from_utf8_lossy(&m).into_owned(),
+        );
+        err(
+            ErrorCode::NotSupported,
+            format!(
+                "node {} is a witness: it votes and keeps the log but holds no data, so it \
+                 serves no reads or writes; ask the master (currently {master}) or a slave",
+                self.config.node_name
+            ),
+        )
+    }
+
     fn check_read(&self, consistency: Consistency) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
+        }
         if self.readonly() {
             return Ok(());
         }
@@ -268,6 +295,9 @@ impl NodeHandler {
     }
 
     fn check_writable(&self) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
+        }
         if self.readonly() {
             return Err(err(
                 ErrorCode::ReadOnly,
@@ -276,6 +306,13 @@ impl NodeHandler {
         }
         if self.shared.view().role != NodeRole::Master {
             return Err(self.not_master());
+        }
+        Ok(())
+    }
+
+    fn check_not_witness(&self) -> Result<(), ErrorReply> {
+        if self.config.witness {
+            return Err(self.witness_refusal());
         }
         Ok(())
     }
@@ -623,6 +660,9 @@ impl NodeHandler {
                 self.current_state(),
             ))),
             Request::GetTxid => {
+                if self.config.witness {
+                    return Err(self.witness_refusal());
+                }
                 let applied = self.store().applied_index().unwrap_or(0);
                 Ok(Response::GetTxid(Consistency::AtLeast(
                     i64::try_from(applied).unwrap_or(i64::MAX),
@@ -653,15 +693,18 @@ impl NodeHandler {
                         format!("tlogs_to_keep={tlogs_to_keep} is not acceptable"),
                     ));
                 }
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 self.collapse().await?;
                 Ok(Response::CopyDbToHead)
             }
             Request::OptimizeDb => {
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 Ok(Response::OptimizeDb)
             }
             Request::DefragDb => {
+                self.check_not_witness()?;
                 self.check_not_master()?;
                 Ok(Response::DefragDb)
             }
@@ -677,11 +720,14 @@ impl NodeHandler {
                 }
                 Ok(Response::DropMaster)
             }
-            Request::GetDb => Err(err(
-                ErrorCode::NotSupported,
-                "get_db: Rarakoon has no Tokyo Cabinet store file; use `admin collapse` and \
-                 copy the head snapshot instead",
-            )),
+            // Streamed by `handle` (`get_db`); reached only through `execute`, which cannot stream.
+            Request::GetDb => {
+                self.check_get_db()?;
+                Err(err(
+                    ErrorCode::NotSupported,
+                    "get_db streams its answer; it is served through the client listener",
+                ))
+            }
             Request::UserHook { consistency, name } => {
                 self.check_read(consistency)?;
                 Err(err(ErrorCode::UserHookNotFound, name))
@@ -745,8 +791,59 @@ fn response_size(response: &Response) -> Option<u64> {
     })
 }
 
+impl NodeHandler {
+    /// GET_DB is refused on a witness (no data) and on the master (as Arakoon does: the copy's
+    /// work belongs on a slave, away from the node serving writes).
+    fn check_get_db(&self) -> Result<(), ErrorReply> {
+        self.check_not_witness()?;
+        self.check_not_master()
+    }
+
+    /// GET_DB: a consistent image of the store, streamed (see [`crate::backup`]): Arakoon's
+    /// `i64` length, then the image, a head snapshot. The connection closes after it.
+    fn get_db(&self) -> Outcome {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        if let Err(e) = self.check_get_db() {
+            self.shared
+                .metrics
+                .request("get_db", false, started.elapsed().as_secs_f64());
+            return Outcome::new(Err(e));
+        }
+        let mut header = BytesMut::new();
+        rarakoon_client::encode_reply(&Ok(Response::GetDb(Bytes::new())), &mut header);
+        let config = crate::backup::snapshot_config(self.config.max_request_size, u64::MAX);
+        let (tx, rx) = mpsc::channel(crate::backup::QUEUE_CHUNKS);
+        let shared = Arc::clone(&self.shared);
+        let node = self.config.node_name.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = crate::backup::stream_image(&shared.store, header, &config, &tx);
+            match &result {
+                Ok(info) => tracing::info!(
+                    node,
+                    index = info.index,
+                    pairs = info.pairs,
+                    bytes = info.bytes,
+                    "get_db: streamed a copy of the store"
+                ),
+                Err(e) => tracing::warn!(node, "get_db: stopped: {e}"),
+            }
+            shared
+                .metrics
+                .request("get_db", result.is_ok(), started.elapsed().as_secs_f64());
+        });
+        Outcome::streamed(
+            Ok(Response::GetDb(Bytes::new())),
+            rarakoon_client::listener::ReplyStream::new(rx),
+        )
+    }
+}
+
 impl Handler for NodeHandler {
     async fn handle(&self, _connection: &ConnectionInfo, request: Request) -> Outcome {
+        if matches!(request, Request::GetDb) {
+            return self.get_db();
+        }
         Outcome::new(self.execute(request).await)
     }
 }

@@ -16,6 +16,7 @@
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
 //! - [`sabotage`]: broken-on-purpose switches for the simulator (feature `test-support`).
 
+pub mod backup;
 pub mod client_limits;
 pub mod config;
 pub mod driver;

@@ -172,6 +172,8 @@ pub fn paxos_config(
         .map(|n| {
             if config.is_learner(&n.name) {
                 Role::Learner
+            } else if config.is_witness(&n.name) {
+                Role::Witness
             } else {
                 Role::Voter
             }
@@ -198,9 +200,12 @@ pub fn paxos_config(
             )
         }
     };
-    if let Some(p) = &config.cluster.preferred_master {
-        cfg.preferred_masters = id_of(p).into_iter().collect();
-    }
+    cfg.preferred_masters = config
+        .preferred_masters()
+        .into_iter()
+        .map(|p| id_of(p).ok_or_else(|| NodeError::Paxos(format!("unknown preferred master {p}"))))
+        .collect::<Result<_, _>>()?;
+    cfg.quorum = config.cluster.quorum.map(|q| q as usize);
     cfg.max_batch_count = config.cluster.max_batch_updates as usize;
     cfg.max_batch_bytes = bounds.batch_bytes;
     cfg.validate()
@@ -482,6 +487,7 @@ impl Prepared {
                 max_value_size: node.max_value_size,
                 max_request_size: node.max_request_size,
                 read_limits: kv_store::ReadLimits::DEFAULT,
+                witness: config.is_witness(&name),
             },
             Arc::clone(&shared),
             inputs.clone(),

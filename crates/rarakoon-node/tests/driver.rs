@@ -265,6 +265,7 @@ impl TestNode {
                 max_value_size: 1 << 20,
                 max_request_size: 1 << 20,
                 read_limits,
+                witness: false,
             },
             Arc::clone(&self.shared),
             self.inputs.clone(),

@@ -274,18 +274,17 @@ impl Core {
         self.maybe_hand_over(out);
     }
 
-    /// Preferred master: a non-preferred master hands over once a preferred voter is close.
+    /// Preferred masters, in order: a master hands over once a voter listed before it (any
+    /// listed voter, for a master not in the list) is close.
     fn maybe_hand_over(&mut self, out: &mut Vec<Effect>) {
         let Phase::Master(m) = &self.phase else {
             return;
         };
-        if !m.established
-            || self.cfg.preferred_masters.is_empty()
-            || self.cfg.preferred_masters.contains(&self.cfg.me)
-        {
+        let rank = self.preferred_rank(self.cfg.me);
+        if !m.established || rank == 0 {
             return;
         }
-        let close = self.cfg.preferred_masters.iter().any(|p| {
+        let close = self.cfg.preferred_masters[..rank].iter().any(|p| {
             m.match_index.get(p.index()).is_some_and(|mi| {
                 mi.saturating_add(self.cfg.preferred_handover_gap) >= self.last_index()
             })

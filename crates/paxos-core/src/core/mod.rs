@@ -609,22 +609,27 @@ impl Core {
         self.cfg.role(self.cfg.me).unwrap_or(Role::Learner)
     }
 
-    /// A fresh random delay before standing: jitter, plus a handicap for non-preferred nodes
-    /// when preferred masters are configured (so a preferred node wins when it is up).
+    /// Where `node` stands in the preferred-master order: its position in the list, the list's
+    /// length for a node not in it (0 for everyone when no preference is configured).
+    pub(crate) fn preferred_rank(&self, node: NodeId) -> usize {
+        let preferred = &self.cfg.preferred_masters;
+        preferred
+            .iter()
+            .position(|p| *p == node)
+            .unwrap_or(preferred.len())
+    }
+
+    /// A fresh random delay before standing: jitter, plus a handicap that grows with the
+    /// node's place in the preferred-master order (so the first preferred node that is up wins).
     pub(crate) fn stand_delay(&self) -> Time {
         let jitter = if self.cfg.election_jitter == 0 {
             0
         } else {
             self.entropy % self.cfg.election_jitter
         };
-        let handicap = if !self.cfg.preferred_masters.is_empty()
-            && !self.cfg.preferred_masters.contains(&self.cfg.me)
-        {
-            self.cfg.election_jitter + 2 * self.cfg.retransmit_interval
-        } else {
-            0
-        };
-        jitter + handicap
+        let step = self.cfg.election_jitter + 2 * self.cfg.retransmit_interval;
+        let rank = self.preferred_rank(self.cfg.me) as u64;
+        jitter.saturating_add(step.saturating_mul(rank))
     }
 
     /// True while this node may answer consistent reads: it is the established master and its

@@ -242,6 +242,8 @@ struct Connection<'a, H> {
     frame_since: Option<Instant>,
     idle_since: Option<Instant>,
     write_since: Option<Instant>,
+    /// The streamed reply being written (it is the connection's last).
+    streaming: Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>,
 }
 
 impl<'a, H: Handler> Connection<'a, H> {
@@ -271,6 +273,7 @@ impl<'a, H: Handler> Connection<'a, H> {
             frame_since: None,
             idle_since: None,
             write_since: None,
+            streaming: None,
         }
     }
 
@@ -465,6 +468,10 @@ impl<'a, H: Handler> Connection<'a, H> {
     }
 
     fn begin_shutdown(&mut self) {
+        if self.streaming.take().is_some() {
+            // A streamed reply is cut short: the client sees fewer bytes than announced.
+            self.stop = Some(End::Shutdown);
+        }
         self.shutting_down = true;
         self.admitting = false;
         self.reading = false;
@@ -478,7 +485,21 @@ impl<'a, H: Handler> Connection<'a, H> {
             let Some(outcome) = self.pipeline.pop_done() else {
                 break;
             };
-            encode_reply(&outcome.reply, &mut self.output);
+            match outcome.stream.as_ref().map(super::ReplyStream::take) {
+                Some(stream) => {
+                    // Its bytes follow in `poll_io`; the connection closes after them.
+                    self.streaming = stream;
+                    assert!(
+                        self.pipeline.is_empty(),
+                        "requests kept behind a streamed reply"
+                    );
+                    if self.streaming.is_none() {
+                        self.stop = Some(End::HandlerClosed);
+                    }
+                    break;
+                }
+                None => encode_reply(&outcome.reply, &mut self.output),
+            }
             if outcome.close {
                 assert!(
                     self.pipeline.is_empty(),
@@ -493,6 +514,9 @@ impl<'a, H: Handler> Connection<'a, H> {
 
     /// Whether the connection is done (everything it owes written); decides how it ends.
     fn finished(&mut self) -> Option<End> {
+        if self.streaming.is_some() {
+            return None;
+        }
         if self.stop.is_none() && self.pipeline.is_empty() && self.blocked.is_none() {
             if let Some(e) = self.protocol_error.take() {
                 if let Some(reply) = e.server_reply() {
@@ -545,7 +569,8 @@ impl<'a, H: Handler> Connection<'a, H> {
             && self.input.is_empty()
             && self.pipeline.is_empty()
             && self.blocked.is_none()
-            && self.output.is_empty();
+            && self.output.is_empty()
+            && self.streaming.is_none();
         self.idle_since = if idle {
             Some(self.idle_since.unwrap_or(now))
         } else {
@@ -646,6 +671,28 @@ impl<'a, H: Handler> Connection<'a, H> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
                 Poll::Pending => {}
             }
+        }
+        if self.output.len() < self.config().max_queued_reply_bytes
+            && let Some(stream) = self.streaming.as_mut()
+            && let Poll::Ready(chunk) = stream.poll_recv(cx)
+        {
+            match chunk {
+                Some(Ok(bytes)) => {
+                    self.output.extend_from_slice(&bytes);
+                    self.output_high = self.output_high.max(self.output.len());
+                    self.ledger.set_queued_reply(self.output.len());
+                }
+                Some(Err(e)) => {
+                    debug!(connection = self.info.id, "streamed reply failed: {e}");
+                    self.streaming = None;
+                    self.stop = Some(End::HandlerClosed);
+                }
+                None => {
+                    self.streaming = None;
+                    self.stop = Some(End::HandlerClosed);
+                }
+            }
+            return Poll::Ready(Event::Progress);
         }
         if self.can_read() && !self.waiting_budget {
             let n = self.config().read_chunk;

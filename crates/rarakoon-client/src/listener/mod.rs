@@ -112,6 +112,46 @@ pub struct Outcome {
     pub reply: Reply,
     /// Close the connection once the reply is written.
     pub close: bool,
+    /// A reply too large to hold in memory (GET_DB): when set, `reply` is not written; the
+    /// stream's bytes are, as they arrive, and the connection closes after its end.
+    pub stream: Option<ReplyStream>,
+}
+
+/// The bytes of a streamed reply, already encoded by the handler, from a bounded channel: the
+/// producer waits while the connection's queued replies are at their bound, so a streamed reply
+/// holds at most the channel's capacity plus [`ListenerConfig::max_queued_reply_bytes`] in
+/// memory. An `Err` item, or the producer ending, ends the stream; the connection then closes
+/// (a client that counted on more bytes sees the end and knows the reply is incomplete).
+#[derive(Clone)]
+pub struct ReplyStream(
+    Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>>>,
+);
+
+impl ReplyStream {
+    /// A stream of the chunks sent on `chunks`' sender.
+    pub fn new(chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
+        ReplyStream(Arc::new(std::sync::Mutex::new(Some(chunks))))
+    }
+
+    /// The receiver (once: the connection that writes the reply takes it).
+    fn take(&self) -> Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl std::fmt::Debug for ReplyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyStream")
+    }
+}
+
+impl PartialEq for ReplyStream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Outcome {
@@ -119,7 +159,21 @@ impl Outcome {
     /// (docs/protocol.md §4.1), and kept otherwise.
     pub fn new(reply: Reply) -> Self {
         let close = matches!(&reply, Err(e) if e.code.closes_connection());
-        Outcome { reply, close }
+        Outcome {
+            reply,
+            close,
+            stream: None,
+        }
+    }
+
+    /// A streamed reply (see [`ReplyStream`]); `reply` names what it answers (for the
+    /// handler's own bookkeeping) and is not written. The connection closes after it.
+    pub fn streamed(reply: Reply, stream: ReplyStream) -> Self {
+        Outcome {
+            reply,
+            close: true,
+            stream: Some(stream),
+        }
     }
 
     /// Forces the connection closed after this reply.
