@@ -545,6 +545,10 @@ impl Driver {
                 let _ = reply.send(WriteOutcome::GoingDown);
             }
             Input::Propose { payload, reply } => {
+                if self.shared.sabotage.drop_proposals() {
+                    drop((payload, reply));
+                    return;
+                }
                 let id = self.next_proposal;
                 self.next_proposal += 1;
                 self.pending.insert(

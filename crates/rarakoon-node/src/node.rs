@@ -487,7 +487,7 @@ impl Prepared {
                 max_value_size: node.max_value_size,
                 max_request_size: node.max_request_size,
                 read_limits: kv_store::ReadLimits::DEFAULT,
-                witness: config.is_witness(&name),
+                witness: config.is_witness(&node.name),
             },
             Arc::clone(&shared),
             inputs.clone(),

@@ -23,6 +23,14 @@ pub struct Sabotage {
     /// already refused, so a ballot can be reused.
     #[cfg(feature = "test-support")]
     pub forget_promise: bool,
+    /// Answer every catch-up request with nothing: a node that fell behind never catches up
+    /// from the log (snapshots still flow).
+    #[cfg(feature = "test-support")]
+    pub no_catch_up: bool,
+    /// Take client writes but never propose them (the client's reply is dropped unanswered):
+    /// nothing commits.
+    #[cfg(feature = "test-support")]
+    pub drop_proposals: bool,
     /// paxos-core's own switches.
     #[cfg(feature = "test-support")]
     pub paxos: paxos_core::Sabotage,
@@ -50,6 +58,8 @@ impl Sabotage {
     switch!(skip_redo);
     switch!(reads_past_lease);
     switch!(forget_promise);
+    switch!(no_catch_up);
+    switch!(drop_proposals);
 
     /// Whether anything at all is broken.
     #[must_use]
@@ -63,5 +73,7 @@ impl Sabotage {
             || self.skip_redo()
             || self.reads_past_lease()
             || self.forget_promise()
+            || self.no_catch_up()
+            || self.drop_proposals()
     }
 }

@@ -761,6 +761,9 @@ impl StorageThread {
     }
 
     fn catch_up_read(&mut self, from: Index, up_to: Index) -> Result<CatchUpRead, StorageError> {
+        if self.config.sabotage.no_catch_up() {
+            return Ok(CatchUpRead::Values(Vec::new()));
+        }
         let first = self.wal.first_index();
         if first.is_none_or(|f| from < f) {
             let head = write_ahead_log::head_snapshot_path(&self.config.wal_dir());

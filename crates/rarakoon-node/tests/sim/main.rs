@@ -179,3 +179,37 @@ fn skipping_the_redo_file_is_caught_by_agreement() {
     };
     assert_caught("skip the redo file", sabotage, 1400..1500, "agreement");
 }
+
+/// A node that forgets its promise across a restart (with no promise file it stands again
+/// with a ballot it already used) proposes a second value under one ballot: the ballot checker
+/// sees it on the wire before agreement visibly breaks.
+#[test]
+fn reusing_a_ballot_is_caught_by_the_ballot_checker() {
+    let sabotage = Sabotage {
+        forget_promise: true,
+        ..Sabotage::default()
+    };
+    assert_caught("forget the promise", sabotage, 0..300, "ballot");
+}
+
+/// A node that never serves catch-up reads leaves a peer that fell behind behind for good:
+/// the convergence checker sees the stores differ after the heal.
+#[test]
+fn refusing_catch_up_is_caught_by_convergence() {
+    let sabotage = Sabotage {
+        no_catch_up: true,
+        ..Sabotage::default()
+    };
+    assert_caught("no catch-up", sabotage, 0..100, "convergence");
+}
+
+/// A master that takes client writes and never proposes them commits nothing: the liveness
+/// checker sees no write commit after the heal.
+#[test]
+fn never_proposing_is_caught_by_liveness() {
+    let sabotage = Sabotage {
+        drop_proposals: true,
+        ..Sabotage::default()
+    };
+    assert_caught("drop proposals", sabotage, 0..20, "liveness");
+}

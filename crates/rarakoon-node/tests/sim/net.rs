@@ -48,6 +48,10 @@ struct State {
     delivered: u64,
     /// Per link: (sent, dropped on the way, delivered).
     links: Vec<Vec<(u64, u64, u64)>>,
+    /// The ballot checker: the value each (ballot round, ballot node, index) proposed first.
+    accepts: std::collections::BTreeMap<(u64, u8, u64), paxos_core::Value>,
+    /// Accepts that proposed a second value for a (ballot, index): a reused ballot.
+    reused: Vec<String>,
 }
 
 /// The network shared by all nodes of a run.
@@ -74,6 +78,8 @@ impl Net {
                 sent: 0,
                 delivered: 0,
                 links: vec![vec![(0, 0, 0); n]; n],
+                accepts: std::collections::BTreeMap::new(),
+                reused: Vec::new(),
             })),
             n,
         }
@@ -131,9 +137,40 @@ impl Net {
         (st.sent, st.delivered)
     }
 
+    /// Reports of a ballot that proposed two values for one index (see [`Net::send`]).
+    pub fn ballot_reuses(&self) -> Vec<String> {
+        lock(&self.state).reused.clone()
+    }
+
     fn send(&self, from: usize, to: usize, msg: &PeerMessage) {
         if to >= self.n || to == from {
             return;
+        }
+        // The ballot checker, on every Accept that leaves a node: one value per ballot and
+        // index, across every incarnation of the node that owns the ballot.
+        if let PeerMessage::Paxos(paxos_core::Message::Accept {
+            ballot,
+            index,
+            value,
+            ..
+        }) = msg
+        {
+            let mut st = lock(&self.state);
+            let key = (ballot.round, ballot.node.0, *index);
+            match st.accepts.get(&key) {
+                Some(first) if first != value => {
+                    let report = format!(
+                        "ballot {}.{} proposed a second value at index {index} (sent by node \
+                         {from})",
+                        ballot.round, ballot.node.0
+                    );
+                    st.reused.push(report);
+                }
+                Some(_) => {}
+                None => {
+                    st.accepts.insert(key, value.clone());
+                }
+            }
         }
         // The real codec: what a peer would receive.
         let Ok(frame) = wire_codec::Frame::encode(msg, u32::MAX) else {

@@ -1143,6 +1143,9 @@ pub async fn run(seed: u64, sabotage: Sabotage) -> Outcome {
     for op in &history {
         trace.add_bytes(format!("{op:?}").as_bytes());
     }
+    if let Some(reuse) = world.net.ballot_reuses().first() {
+        world.violation("ballot", reuse.clone());
+    }
     let violations = lock(&world.violations).clone();
     Outcome {
         seed,
