@@ -31,6 +31,10 @@ pub struct Sabotage {
     /// nothing commits.
     #[cfg(feature = "test-support")]
     pub drop_proposals: bool,
+    /// Refuse to start after a crash that tore the log's last write (instead of cutting it):
+    /// a crashed node does not come back.
+    #[cfg(feature = "test-support")]
+    pub refuse_torn_tail: bool,
     /// paxos-core's own switches.
     #[cfg(feature = "test-support")]
     pub paxos: paxos_core::Sabotage,
@@ -60,6 +64,7 @@ impl Sabotage {
     switch!(forget_promise);
     switch!(no_catch_up);
     switch!(drop_proposals);
+    switch!(refuse_torn_tail);
 
     /// Whether anything at all is broken.
     #[must_use]
@@ -75,5 +80,6 @@ impl Sabotage {
             || self.forget_promise()
             || self.no_catch_up()
             || self.drop_proposals()
+            || self.refuse_torn_tail()
     }
 }

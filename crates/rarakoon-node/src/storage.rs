@@ -235,6 +235,13 @@ pub fn recover(
         );
     }
     if let Some(torn) = &wal.recovery_report().torn_tail {
+        if config.sabotage.refuse_torn_tail() {
+            return Err(StorageError::Wal(WalError::CorruptSegment {
+                path: torn.path.clone(),
+                offset: torn.offset,
+                reason: "sabotage: a torn tail is treated as damage".into(),
+            }));
+        }
         tracing::warn!(
             file = %torn.path.display(),
             offset = torn.offset,

@@ -213,3 +213,14 @@ fn never_proposing_is_caught_by_liveness() {
     };
     assert_caught("drop proposals", sabotage, 0..20, "liveness");
 }
+
+/// A node that treats a torn last write as damage does not come back after a crash that tore
+/// one: the restart checker sees it.
+#[test]
+fn refusing_a_torn_tail_is_caught_by_restart() {
+    let sabotage = Sabotage {
+        refuse_torn_tail: true,
+        ..Sabotage::default()
+    };
+    assert_caught("refuse a torn tail", sabotage, 0..100, "restart");
+}
