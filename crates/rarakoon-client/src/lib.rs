@@ -26,7 +26,7 @@ mod types;
 mod update;
 mod wire;
 
-pub use client::{Client, ClientConfig, Sequence};
+pub use client::{Client, ClientConfig, ClientTls, Sequence};
 pub use codec::{ClientCodec, CodecError, ServerCodec, ServerFrame};
 pub use error::Error;
 pub use error_code::{ErrorCode, ErrorReply};
