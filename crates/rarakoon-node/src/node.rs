@@ -226,6 +226,7 @@ impl Node {
         config_file: &std::path::Path,
     ) -> Result<Node, NodeError> {
         let node: NodeConfig = config.node(name, config_file)?.clone();
+        let tls = crate::tls::load(config, name, config_file)?;
         let lock = HomeLock::acquire(&node.home_dir)?;
         // Warnings name fields by their place in the file, so take them before rearranging.
         let warnings = config.warnings();
@@ -298,6 +299,7 @@ impl Node {
             peers,
         );
         messenger_config.max_frame = bounds.max_frame;
+        messenger_config.tls = tls.messenger;
         messenger_config.membership = membership.view();
         let peer_limits = &config.cluster.messaging;
         messenger_config.idle_timeout = peer_limits.idle_timeout();
@@ -362,6 +364,7 @@ impl Node {
             inputs_tx.clone(),
         );
         let mut listener_config = ListenerConfig::new(config.cluster.id.clone());
+        listener_config.tls = tls.listener;
         listener_config.max_connections = node.max_client_connections as usize;
         listener_config.limits = Limits {
             max_frame_bytes: usize::try_from(node.max_request_size).unwrap_or(usize::MAX),
