@@ -47,11 +47,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use crate::stream::ClientStream as Stream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::debug;
@@ -270,76 +268,6 @@ impl Sequence {
     }
 }
 
-/// A plain or TLS connection.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rarakoon_tls::tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl Stream {
-    /// Reads what is there without waiting: `WouldBlock` when nothing is. For TLS, records
-    /// that carry no application data (a TLS 1.3 session ticket) are consumed and read as
-    /// nothing.
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.try_read_buf(buf),
-            Stream::Tls(s) => {
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                let mut chunk = [0u8; 4096];
-                let mut read = ReadBuf::new(&mut chunk);
-                match Pin::new(s.as_mut()).poll_read(&mut cx, &mut read) {
-                    Poll::Ready(Ok(())) => {
-                        buf.extend_from_slice(read.filled());
-                        Ok(read.filled().len())
-                    }
-                    Poll::Ready(Err(e)) => Err(e),
-                    Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
-                }
-            }
-        }
-    }
-}
-
 /// One connection to one node.
 struct Connection {
     node: String,
@@ -364,20 +292,7 @@ impl Connection {
         config: &ClientConfig,
         tls: Option<&Arc<rarakoon_tls::rustls::ClientConfig>>,
     ) -> Result<Connection, Error> {
-        let connect = async {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            match tls {
-                None => Ok::<_, std::io::Error>(Stream::Plain(stream)),
-                Some(tls) => {
-                    let connector = rarakoon_tls::tokio_rustls::TlsConnector::from(Arc::clone(tls));
-                    let tls = connector
-                        .connect(rarakoon_tls::server_name(), stream)
-                        .await?;
-                    Ok(Stream::Tls(Box::new(tls)))
-                }
-            }
-        };
+        let connect = Stream::connect(addr, tls);
         let stream = match tokio::time::timeout(config.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {

@@ -22,6 +22,7 @@ pub mod memory;
 mod opcode;
 mod request;
 mod response;
+pub mod stream;
 mod types;
 mod update;
 mod wire;
@@ -33,6 +34,7 @@ pub use error_code::{ErrorCode, ErrorReply};
 pub use opcode::{MAGIC, OpClass, Opcode, VERSION};
 pub use request::{Prologue, Request};
 pub use response::{Entry, Reply, Response, encode_reply};
+pub use stream::ClientStream;
 pub use types::{
     ClientCfg, Consistency, Interval, NamedValue, NodeAddress, NurseryCfg, RangeQuery, Routing,
     STATISTICS_SIZE_NAMES, STATISTICS_TIMING_NAMES, Value, VersionInfo,

@@ -215,7 +215,8 @@ pub async fn run(args: BenchArgs, log_format: LogFormat) -> anyhow::Result<u8> {
             "starting a throwaway {}-node cluster",
             args.local_nodes
         ));
-        let cluster = Throwaway::start(args.local_nodes, log_format, &mut signals).await?;
+        let cluster =
+            Throwaway::start(args.local_nodes, args.tls, log_format, &mut signals).await?;
         let target = ClusterTarget {
             cluster_id: cluster.config.cluster.id.clone(),
             nodes: cluster
@@ -226,6 +227,7 @@ pub async fn run(args: BenchArgs, log_format: LogFormat) -> anyhow::Result<u8> {
                 .collect(),
             timeout: Duration::from_secs_f64(args.target.timeout_secs),
             find_master_for: cluster.find_master_for(),
+            tls: crate::tls::config_settings(&cluster.config)?,
         };
         (target, Some(cluster))
     } else {
@@ -318,6 +320,11 @@ async fn measure(
         cluster_id: target.cluster_id.clone(),
         nodes: target.nodes.clone(),
         timeout: target.timeout,
+        tls: target
+            .nodes
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), target.direct_tls(name)?)))
+            .collect::<anyhow::Result<_>>()?,
     });
     let endpoint = match node {
         Some(name) => {
