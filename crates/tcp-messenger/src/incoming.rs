@@ -188,24 +188,27 @@ async fn shake_and_read<S, T>(
             return;
         }
     };
-    let verdict = hello
-        .judge(
+    // The certificate is checked first: a peer that is not who it claims learns nothing
+    // else (not even our membership view) from the refusal.
+    let verdict = match &names {
+        Some(names) => check_identity(&hello.node_name, names),
+        None => Ok(()),
+    }
+    .and_then(|()| {
+        hello.judge(
             &ctx.node_name,
             &ctx.cluster_id,
             ctx.protocol_version,
             &ctx.peers,
             &ctx.membership,
         )
-        .and_then(|()| match &names {
-            Some(names) => check_identity(&hello.node_name, names),
-            None => Ok(()),
-        })
-        .and_then(|()| {
-            ctx.peers
-                .get(&hello.node_name)
-                .cloned()
-                .ok_or_else(|| format!("node name {:?} is not a peer", hello.node_name))
-        });
+    })
+    .and_then(|()| {
+        ctx.peers
+            .get(&hello.node_name)
+            .cloned()
+            .ok_or_else(|| format!("node name {:?} is not a peer", hello.node_name))
+    });
     let from = match verdict {
         Ok(from) => from,
         Err(reason) => {
