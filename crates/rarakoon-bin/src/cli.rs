@@ -280,6 +280,10 @@ pub enum Workload {
     /// PREFIX_KEYS: up to `--range-size` keys under a random key's prefix (it minus its last
     /// two characters: up to 100 keys).
     Prefix,
+    /// Connection setup: each request opens a new connection (TCP, the TLS handshake when
+    /// TLS is on, the prologue), sends one PING, reads the reply and closes. `--connections`
+    /// does not apply.
+    Connect,
 }
 
 /// The consistency of bench reads.

@@ -207,6 +207,52 @@ async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<ClientStream, 
     }
 }
 
+/// Opens a new connection to `endpoint`, sends `request`, reads its reply and closes: the
+/// `connect` workload, which measures connection setup (TCP, TLS, prologue) plus one round
+/// trip.
+pub async fn call_fresh(
+    settings: &Settings,
+    endpoint: &Endpoint,
+    request: Request,
+) -> Result<Reply, Failure> {
+    // A PING names the cluster (a node answers another cluster's id with E_WRONG_CLUSTER).
+    let request = match request {
+        Request::Ping { client_id, .. } => Request::Ping {
+            client_id,
+            cluster_id: Bytes::from(settings.cluster_id.clone()),
+        },
+        other => other,
+    };
+    let exchange = async {
+        let mut stream = open(settings, endpoint).await?;
+        let mut codec = ClientCodec::new(Limits::default());
+        let mut out = BytesMut::new();
+        codec
+            .encode(&request, &mut out)
+            .map_err(|e| Failure::ConnectionLost(format!("cannot encode: {e}")))?;
+        let lost = |e: std::io::Error| Failure::ConnectionLost(e.to_string());
+        stream.write_all(&out).await.map_err(lost)?;
+        stream.flush().await.map_err(lost)?;
+        let mut input = BytesMut::with_capacity(1024);
+        loop {
+            match codec.decode(&mut input) {
+                Ok(Some((_, reply))) => {
+                    let _ = stream.shutdown().await;
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Failure::ConnectionLost(format!("bad reply: {e}"))),
+            }
+            if stream.read_buf(&mut input).await.map_err(lost)? == 0 {
+                return Err(Failure::ConnectionLost("closed by the node".into()));
+            }
+        }
+    };
+    tokio::time::timeout(settings.timeout, exchange)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
 /// The master's name and client address: a node names it and it confirms, as the Rust
 /// client checks it.
 pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), String> {
