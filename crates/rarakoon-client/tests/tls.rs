@@ -242,3 +242,80 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
         .await
         .expect("condition not reached");
 }
+
+#[tokio::test]
+async fn a_large_reply_to_a_slow_reader_arrives_whole_over_tls() {
+    // The client sends a GET of a value larger than the sockets can buffer and reads nothing
+    // until the listener has handed the whole reply to the TLS stream. The last TLS records
+    // then wait in the session for the socket to drain: the listener must flush them once
+    // the client reads, or the client waits for the tail of its reply for ever.
+    let pki = Pki::new("cluster-ca");
+    let listener = start(&pki, false, None).await;
+    let addr = listener.local_addr();
+    // Ten values just under max_value_size: a MULTI_GET reply of about 70 MiB, more than
+    // the kernel buffers on both sides hold (Linux autotunes a loopback receive buffer up to
+    // tcp_rmem's maximum, 32 MiB by default).
+    let value = vec![b'x'; 7 * 1024 * 1024];
+    let keys: Vec<String> = (0..10).map(|i| format!("big{i}")).collect();
+    let setter = client(&pki, "node_0", addr, None);
+    for key in &keys {
+        setter.set(key.clone(), value.clone()).await.unwrap();
+    }
+
+    let config = rarakoon_tls::client_config(
+        Arc::clone(&pki.roots),
+        Some("node_0"),
+        None,
+        TlsVersion::Tls12,
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = rarakoon_tls::tokio_rustls::TlsConnector::from(config)
+        .connect(rarakoon_tls::server_name(), tcp)
+        .await
+        .unwrap();
+    let mut request = PROLOGUE.to_vec();
+    request.extend_from_slice(&[0x11, 0x00, 0xff, 0xb1, 0x00]); // MULTI_GET, consistent
+    request.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for key in &keys {
+        request.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        request.extend_from_slice(key.as_bytes());
+    }
+    tls.write_all(&request).await.unwrap();
+    tls.flush().await.unwrap();
+    // Read slowly, one small chunk per look at the listener's counters, until the whole
+    // reply has left the listener's queue: the sockets are then nearly full and the last TLS
+    // records may still sit in the session. Stop reading for a moment (the listener sees a
+    // full socket), then read the rest.
+    let reply_len = 8 + keys.len() * (4 + value.len());
+    let stats = listener.stats();
+    let mut reply = vec![0u8; reply_len];
+    let mut got = 0;
+    while got < reply_len {
+        let s = stats.snapshot();
+        if s.requests_in_flight == 0 && s.queued_reply_bytes == 0 {
+            break;
+        }
+        let n = tls
+            .read(&mut reply[got..(got + 16 * 1024).min(reply_len)])
+            .await
+            .unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_exact(&mut reply[got..]),
+    )
+    .await
+    .expect("the tail of the reply never arrived")
+    .unwrap();
+    assert_eq!(&reply[..4], &[0, 0, 0, 0]);
+    assert_eq!(&reply[4..8], &(keys.len() as u32).to_le_bytes());
+    for i in 0..keys.len() {
+        let at = 8 + i * (4 + value.len());
+        assert_eq!(&reply[at..at + 4], &(value.len() as u32).to_le_bytes());
+        assert!(reply[at + 4..at + 4 + value.len()] == value[..]);
+    }
+    listener.shutdown().await;
+}

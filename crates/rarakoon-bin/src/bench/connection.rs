@@ -309,6 +309,8 @@ async fn serve(
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut refused = false;
+    // Written since the last completed flush (a TLS stream may hold the bytes until then).
+    let mut unflushed = false;
     let enqueue =
         |job: Job, codec: &mut ClientCodec, output: &mut BytesMut, pending: &mut VecDeque<_>| {
             match codec.encode(&job.request, output) {
@@ -358,19 +360,22 @@ async fn serve(
                 Err(e) => break broken(&e.to_string()),
             },
             written = async {
-                writer.write_buf(&mut output).await?;
-                // A TLS stream may hold what it took until flushed.
-                if output.is_empty() {
-                    writer.flush().await?;
+                if !output.is_empty() {
+                    writer.write_buf(&mut output).await?;
                 }
-                Ok::<_, std::io::Error>(())
-            }, if !output.is_empty() => {
-                if let Err(e) = written {
-                    break broken(&e.to_string());
+                // A TLS stream may hold what it took until flushed; a flush cut short by
+                // another branch is taken up again on the next turn (`unflushed`).
+                writer.flush().await?;
+                Ok::<_, std::io::Error>(output.is_empty())
+            }, if !output.is_empty() || unflushed => {
+                match written {
+                    Ok(all_out) => unflushed = !all_out,
+                    Err(e) => break broken(&e.to_string()),
                 }
             }
             job = jobs.recv(), if !refused && output.len() < MAX_BUFFERED_OUTPUT => match job {
                 Some(job) => {
+                    unflushed = true;
                     enqueue(job, &mut codec, &mut output, &mut pending);
                     while output.len() < MAX_BUFFERED_OUTPUT
                         && let Ok(job) = jobs.try_recv()
