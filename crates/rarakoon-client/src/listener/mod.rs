@@ -36,7 +36,8 @@
 //!   an admin request ([`OpClass::Admin`](crate::OpClass::Admin): `drop_master`,
 //!   `collapse_tlogs`, `copy_db_to_head`, `flush_store`, `optimize_db`, `defrag_db`, `get_db`)
 //!   reaches the handler only from a client whose certificate carries one of those names;
-//!   others get `E_NOT_SUPPORTED` and the connection is closed.
+//!   others get `E_NOT_SUPPORTED` and the connection is closed. Written replies are flushed
+//!   (a TLS session may hold records until then) before a connection counts as done writing.
 //! - After a protocol error the reference's answer is written (if it has one) and the
 //!   connection is closed; after an error reply the connection is closed when the handler's
 //!   [`Outcome`] says so (by default: Arakoon's "closed after" column, §4.1).
