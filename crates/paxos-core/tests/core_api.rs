@@ -676,3 +676,68 @@ fn catch_up_moves_on_from_a_peer_that_does_not_answer() {
         "the follower kept asking the silent old master for the entries the new master has"
     );
 }
+
+#[test]
+fn a_catch_up_answer_slower_than_the_retransmit_interval_is_still_taken() {
+    // Found by the whole-node simulator (its seed 365 at the time): behind a master whose disk took longer
+    // than the retransmit interval to serve catch-up reads, a follower timed out every request
+    // and ignored every answer, and never caught up.
+    let mut core = started(1, 3);
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(0),
+    };
+    let t0 = 2 * LEASE;
+    let out = step(
+        &mut core,
+        t0,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::Commit {
+                ballot,
+                committed: 3,
+            },
+        },
+    );
+    assert!(
+        sends(&out).contains(&Message::CatchUpRequest { from: 1 }),
+        "{out:?}"
+    );
+    let late = t0 + config(1, 3).retransmit_interval + 1;
+    step(&mut core, late, Event::Tick);
+    let out = step(
+        &mut core,
+        late + 1,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::CatchUpEntries {
+                first: 1,
+                values: vec![batch(1), batch(2), batch(3)],
+                committed: 3,
+            },
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Apply { index: 3, .. })),
+        "the late answer was ignored: {out:?}"
+    );
+    // An answer nobody asked for (another peer, or another index) is still refused.
+    let mut other = started(1, 3);
+    let out = step(
+        &mut other,
+        t0,
+        Event::Message {
+            from: NodeId(2),
+            msg: Message::CatchUpEntries {
+                first: 1,
+                values: vec![batch(1)],
+                committed: 1,
+            },
+        },
+    );
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Apply { .. })),
+        "{out:?}"
+    );
+}

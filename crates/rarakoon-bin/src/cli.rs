@@ -25,6 +25,11 @@ pub struct Cli {
     /// The name of the node to run (one of the config's `[[nodes]]`).
     #[arg(long, value_name = "NAME", requires = "config")]
     pub node: Option<String>,
+    /// TESTS ONLY: keep every byte the node writes and has not fsync'd in the process's memory,
+    /// so that `kill -9` loses it as a power cut would (the kernel's page cache would otherwise
+    /// save it). Crash tests of real processes use it to see a missing fsync.
+    #[arg(long, hide = true, requires = "node")]
+    pub test_volatile_writes: bool,
     /// Log output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

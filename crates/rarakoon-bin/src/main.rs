@@ -49,7 +49,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         None => match (cli.config, cli.node) {
             (Some(config), Some(node)) => {
-                run::run(&config, &node).await?;
+                run::run(&config, &node, cli.test_volatile_writes).await?;
                 Ok(exit::OK)
             }
             _ => {

@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::client_limits::ClientLimits;
+
 /// Defaults, chosen for a production database (and repeated in `config/example.toml`).
 pub mod defaults {
     /// Arakoon's default lease period.
@@ -161,6 +163,9 @@ pub struct ClusterSection {
     /// Bounds on what peers may make this node hold or do (`[cluster.messaging]`).
     #[serde(default, skip_serializing_if = "MessagingLimits::is_default")]
     pub messaging: MessagingLimits,
+    /// Timeouts and memory bounds of the client listener (`[cluster.clients]`).
+    #[serde(default, skip_serializing_if = "ClientLimits::is_default")]
+    pub clients: ClientLimits,
     /// Names of non-voting nodes: they receive the log but never vote or become master.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learners: Vec<String>,
@@ -463,6 +468,7 @@ impl ClusterSection {
             preferred_master: None,
             lease_period_secs: defaults::LEASE_PERIOD_SECS,
             messaging: MessagingLimits::default(),
+            clients: ClientLimits::default(),
             learners: Vec::new(),
             max_batch_updates: defaults::MAX_BATCH_UPDATES,
             max_batch_bytes: defaults::MAX_BATCH_BYTES,
@@ -617,6 +623,9 @@ impl ClusterConfig {
         c.messaging
             .validate()
             .map_err(|(field, problem)| invalid(format!("cluster.messaging.{field}"), problem))?;
+        c.clients
+            .validate()
+            .map_err(|(field, problem)| invalid(format!("cluster.clients.{field}"), problem))?;
         if c.max_batch_updates == 0 {
             return Err(invalid(
                 "cluster.max_batch_updates".into(),
@@ -1104,6 +1113,30 @@ home_dir = "n1"
                 "tls = { cert = \"a\", key = \"b\", pass = \"c\" }",
                 N1
             )),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    // --- [cluster.clients] ---
+    #[test]
+    fn client_listener_limits_are_read_and_checked() {
+        let c = parse(GOOD).unwrap();
+        assert!(c.cluster.clients.is_default());
+        let with =
+            |section: &str| GOOD.replacen("[[nodes]]", &format!("{section}\n\n[[nodes]]"), 1);
+        let c = parse(&with(
+            "[cluster.clients]\nprologue_timeout_secs = 2\nmax_in_flight = 8",
+        ))
+        .unwrap();
+        assert_eq!(c.cluster.clients.prologue_timeout_secs, 2.0);
+        assert_eq!(c.cluster.clients.max_in_flight, 8);
+        assert_eq!(c.cluster.clients.idle_timeout_secs, 3600.0);
+        assert_eq!(
+            invalid_field(&with("[cluster.clients]\nmemory_budget_bytes = 0")),
+            "cluster.clients.memory_budget_bytes"
+        );
+        assert!(matches!(
+            parse(&with("[cluster.clients]\nprologue_timeout = 2")),
             Err(ConfigError::Parse { .. })
         ));
     }

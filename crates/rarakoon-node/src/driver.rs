@@ -36,6 +36,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
+
+use crate::sabotage::Sabotage;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -122,6 +124,15 @@ pub enum Clock {
         /// The instant of the node's start.
         zero: tokio::time::Instant,
     },
+    /// tokio's clock running fast or slow by `rate_ppm` parts per million, counted from
+    /// `zero`: the deterministic simulator's clock drift. Keep `|rate_ppm|` within the
+    /// configured `max_clock_drift_ppm`, or the lease is not safe (that is the bound's job).
+    Drifting {
+        /// The instant of the node's start.
+        zero: tokio::time::Instant,
+        /// Rate error: the clock counts `1 + rate_ppm / 1e6` nanoseconds per true nanosecond.
+        rate_ppm: i32,
+    },
 }
 
 impl Clock {
@@ -137,11 +148,25 @@ impl Clock {
         }
     }
 
+    /// tokio's clock drifting by `rate_ppm` (see [`Clock::Drifting`]), starting now.
+    pub fn drifting(rate_ppm: i32) -> Clock {
+        Clock::Drifting {
+            zero: tokio::time::Instant::now(),
+            rate_ppm,
+        }
+    }
+
     /// Nanoseconds since the clock was made.
     pub fn now(&self) -> Time {
         match self {
             Clock::Boot { zero } => boot_nanos().saturating_sub(*zero),
             Clock::Tokio { zero } => u64::try_from(zero.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Clock::Drifting { zero, rate_ppm } => {
+                let true_ns = i128::try_from(zero.elapsed().as_nanos()).unwrap_or(i128::MAX / 2);
+                let skew = true_ns.saturating_mul(i128::from(*rate_ppm)) / 1_000_000;
+                // A rate above -100% keeps the clock monotonic; clamp anyway.
+                u64::try_from(true_ns.saturating_add(skew).max(0)).unwrap_or(u64::MAX)
+            }
         }
     }
 }
@@ -179,6 +204,8 @@ pub struct View {
     /// Local time a message from the known master last arrived (slaves: the master is named
     /// only while this is younger than the slave's lease wait, as Arakoon does).
     pub master_heard_at: Option<Time>,
+    /// Highest ballot this node promised (a master's own ballot while it is master).
+    pub promised: paxos_core::Ballot,
 }
 
 impl View {
@@ -191,6 +218,7 @@ impl View {
             committed,
             last_index: committed,
             master_heard_at: None,
+            promised: paxos_core::Ballot::ZERO,
         }
     }
 }
@@ -219,6 +247,8 @@ pub struct Shared {
     pub progress: watch::Sender<Progress>,
     /// The node's metrics (recorded by the driver, the handler and the storage thread).
     pub metrics: Arc<crate::metrics::NodeMetrics>,
+    /// Broken-on-purpose switches (only settable with the `test-support` feature).
+    pub sabotage: Sabotage,
 }
 
 impl Shared {
@@ -236,6 +266,7 @@ impl Shared {
             master_silence,
             progress: watch::Sender::new(Progress::default()),
             metrics: Arc::new(crate::metrics::NodeMetrics::new()),
+            sabotage: Sabotage::default(),
         }
     }
 
@@ -265,6 +296,10 @@ impl Shared {
     /// Whether this node may serve a consistent read now.
     pub fn holds_lease(&self) -> bool {
         let view = self.view();
+        if self.sabotage.reads_past_lease() {
+            // Broken on purpose: the lease's expiry is ignored.
+            return view.role == NodeRole::Master && view.lease_expires.is_some();
+        }
         view.role == NodeRole::Master && view.lease_expires.is_some_and(|t| self.now() < t)
     }
 }
@@ -288,7 +323,9 @@ pub struct Driver {
     applied: BTreeMap<(Index, u64), UpdateOutcome>,
     next_proposal: u64,
     effects: Vec<Effect>,
-    entropy: RandomState,
+    /// Seed of the entropy given to the core (random in production, the simulator's seed
+    /// there): with it, the core's election jitter is a pure function of its inputs.
+    entropy_seed: u64,
     entropy_counter: u64,
     tick: Duration,
     next_tick: tokio::time::Instant,
@@ -302,7 +339,7 @@ pub struct Driver {
     /// megabyte chunks nobody asked for.
     fetching_from: Option<NodeId>,
     /// When the running snapshot fetch was asked for (for its duration metric).
-    fetch_started: Option<std::time::Instant>,
+    fetch_started: Option<tokio::time::Instant>,
     /// Why the driver must stop (checked after every step).
     fatal: Option<String>,
 }
@@ -312,6 +349,14 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// One step of splitmix64: a well-mixed 64-bit value from `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Most inputs taken in one turn of the loop after the first (they share one view update).
@@ -339,7 +384,7 @@ impl Driver {
             applied: BTreeMap::new(),
             next_proposal: 1,
             effects: Vec::new(),
-            entropy: RandomState::new(),
+            entropy_seed: RandomState::new().hash_one(0x5EED_u64),
             entropy_counter: 0,
             tick,
             next_tick: tokio::time::Instant::now(),
@@ -351,6 +396,13 @@ impl Driver {
             fetch_started: None,
             fatal: None,
         }
+    }
+
+    /// Takes the core's entropy from `seed` instead of a random one (deterministic runs).
+    #[must_use]
+    pub fn with_entropy_seed(mut self, seed: u64) -> Self {
+        self.entropy_seed = seed;
+        self
     }
 
     /// How long writes in flight may take to finish after [`Input::Shutdown`] (default: 40
@@ -637,7 +689,10 @@ impl Driver {
         }
         let now = self.shared.now();
         self.entropy_counter += 1;
-        let entropy = self.entropy.hash_one(self.entropy_counter);
+        let entropy = splitmix64(
+            self.entropy_seed
+                .wrapping_add(self.entropy_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        );
         let mut effects = std::mem::take(&mut self.effects);
         if let Err(e) = self.core.step(now, entropy, event, &mut effects) {
             self.fatal = Some(format!("the consensus core refused an event: {e}"));
@@ -697,7 +752,7 @@ impl Driver {
             }
             Effect::FetchSnapshot { peer } => {
                 self.fetching_from = Some(peer);
-                self.fetch_started = Some(std::time::Instant::now());
+                self.fetch_started = Some(tokio::time::Instant::now());
                 self.submit(Job::FetchSnapshot { peer });
             }
         }
@@ -791,6 +846,7 @@ impl Driver {
             committed: status.committed,
             last_index: status.last_index,
             master_heard_at: self.master_heard_at,
+            promised: status.promised,
         };
         self.shared
             .metrics

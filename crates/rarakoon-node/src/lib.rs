@@ -15,7 +15,9 @@
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
+//! - [`sabotage`]: broken-on-purpose switches for the simulator (feature `test-support`).
 
+pub mod client_limits;
 pub mod config;
 pub mod driver;
 pub mod durable_file;
@@ -28,6 +30,7 @@ pub mod node;
 pub mod overwrite;
 pub mod payload;
 pub mod promise;
+pub mod sabotage;
 pub mod stats;
 pub mod storage;
 pub mod tls;
@@ -36,4 +39,4 @@ pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, MasterMode, NodeConfig};
 pub use home_lock::{HomeLock, HomeLockError};
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, NodeOptions};

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use paxos_core::NodeId;
 
+use write_ahead_log::FileSystem;
+
 use crate::config::ClusterConfig;
 use crate::durable_file::{self, Contents};
 
@@ -387,19 +389,19 @@ impl Membership {
 }
 
 /// Whether `home` holds data from an earlier start (a promise or a non-empty WAL directory).
-fn has_history(home: &Path) -> Result<bool, MembershipError> {
+fn has_history(fs: &dyn FileSystem, home: &Path) -> Result<bool, MembershipError> {
     let io =
         |op: &'static str, path: PathBuf| move |source| MembershipError::Io { path, op, source };
     let promise = home.join(crate::promise::PROMISE_FILE);
-    if promise
-        .try_exists()
+    if fs
+        .exists(&promise)
         .map_err(io("look for the promise file", promise.clone()))?
     {
         return Ok(true);
     }
     let wal = crate::storage::wal_dir(home);
-    match std::fs::read_dir(&wal) {
-        Ok(mut entries) => Ok(entries.next().is_some()),
+    match fs.list_dir(&wal) {
+        Ok(entries) => Ok(!entries.is_empty()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(MembershipError::Io {
             path: wal,
@@ -410,14 +412,14 @@ fn has_history(home: &Path) -> Result<bool, MembershipError> {
 }
 
 /// Reads the record in `home`, if there is one.
-pub fn load(home: &Path) -> Result<Option<Membership>, MembershipError> {
+pub fn load(fs: &dyn FileSystem, home: &Path) -> Result<Option<Membership>, MembershipError> {
     let path = home.join(MEMBERSHIP_FILE);
     let corrupt = |problem: String| MembershipError::Corrupt {
         path: path.clone(),
         home: home.to_path_buf(),
         problem,
     };
-    match durable_file::read_bounded(&path, MAX_RECORD_BYTES) {
+    match durable_file::read_bounded(fs, &path, MAX_RECORD_BYTES) {
         Ok(Contents::Missing) => Ok(None),
         Ok(Contents::TooLarge(len)) => Err(corrupt(format!(
             "{len} bytes, more than the {MAX_RECORD_BYTES} a record can have"
@@ -432,8 +434,12 @@ pub fn load(home: &Path) -> Result<Option<Membership>, MembershipError> {
 }
 
 /// Writes the record in `home` durably.
-pub fn store(home: &Path, membership: &Membership) -> Result<(), MembershipError> {
-    durable_file::replace(home, MEMBERSHIP_FILE, membership.encode().as_bytes()).map_err(
+pub fn store(
+    fs: &dyn FileSystem,
+    home: &Path,
+    membership: &Membership,
+) -> Result<(), MembershipError> {
+    durable_file::replace(fs, home, MEMBERSHIP_FILE, membership.encode().as_bytes()).map_err(
         |(op, source)| MembershipError::Io {
             path: home.join(MEMBERSHIP_FILE),
             op,
@@ -445,9 +451,20 @@ pub fn store(home: &Path, membership: &Membership) -> Result<(), MembershipError
 /// The start-up check (see the module documentation): the membership this node must run
 /// with, after recording it if the home had no record. Call with the home locked, before
 /// anything else reads or writes it.
-pub fn check_home(home: &Path, config: &ClusterConfig) -> Result<Membership, MembershipError> {
+pub fn check_home(
+    fs: &dyn FileSystem,
+    home: &Path,
+    config: &ClusterConfig,
+) -> Result<Membership, MembershipError> {
     let configured = Membership::canonical(config);
-    let membership = match load(home)? {
+    // The home itself may not exist yet on a fresh start (the record is its first file).
+    fs.create_dir_all(home)
+        .map_err(|source| MembershipError::Io {
+            path: home.to_path_buf(),
+            op: "create the home directory",
+            source,
+        })?;
+    let membership = match load(fs, home)? {
         Some(recorded) => {
             let differences = recorded.differences(&configured);
             if !differences.is_empty() {
@@ -461,9 +478,9 @@ pub fn check_home(home: &Path, config: &ClusterConfig) -> Result<Membership, Mem
             }
             recorded
         }
-        None if has_history(home)? => {
+        None if has_history(fs, home)? => {
             let adopted = Membership::in_config_order(config);
-            store(home, &adopted)?;
+            store(fs, home, &adopted)?;
             tracing::warn!(
                 home = %home.display(),
                 membership = %adopted.view(),
@@ -482,7 +499,7 @@ pub fn check_home(home: &Path, config: &ClusterConfig) -> Result<Membership, Mem
             adopted
         }
         None => {
-            store(home, &configured)?;
+            store(fs, home, &configured)?;
             tracing::info!(
                 home = %home.display(),
                 membership = %configured.view(),
@@ -491,7 +508,7 @@ pub fn check_home(home: &Path, config: &ClusterConfig) -> Result<Membership, Mem
             configured
         }
     };
-    let promised = crate::promise::load(home)?;
+    let promised = crate::promise::load(fs, home)?;
     if promised.node.index() >= membership.members.len() {
         return Err(MembershipError::PromiseOutOfRange {
             home: home.to_path_buf(),

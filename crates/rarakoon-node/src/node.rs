@@ -1,7 +1,9 @@
 //! A running node: start-up in the documented order, and a clean stop.
 //!
-//! [`Node::start`]: lock the home directory, recover the store and log from disk, start the
-//! storage thread, the messenger, the driver and finally the client listener. [`Node::stop`]:
+//! [`Node::start`]: lock the home directory, recover the store and log from disk ([`prepare`]),
+//! start the messenger, assemble the node ([`Prepared::assemble`]: storage loop, driver,
+//! handler), start the storage thread and the driver, and finally the client listener. The
+//! deterministic simulator uses the same [`prepare`] and [`Prepared::assemble`] (ADR 0140). [`Node::stop`]:
 //! stop accepting clients (in-flight requests finish or fail with `E_GOING_DOWN`), stop the
 //! driver, let the storage thread sync and exit, stop the messenger, and release the lock.
 
@@ -17,6 +19,7 @@ use rarakoon_client::Limits;
 use rarakoon_client::listener::{Listener, ListenerConfig};
 use tcp_messenger::{Messenger, MessengerConfig};
 use tokio::sync::mpsc;
+use write_ahead_log::{FileSystem, StdFs};
 
 use crate::config::{ClusterConfig, MasterMode, NodeConfig};
 use crate::driver::{Clock, Driver, Input, Shared};
@@ -24,7 +27,9 @@ use crate::handler::{HandlerConfig, NodeHandler};
 use crate::home_lock::{HomeLock, HomeLockError};
 use crate::messaging::{TcpTransport, pump_inbox};
 use crate::metrics::http::{Endpoint, Limits as MetricsLimits, MetricsServer};
-use crate::storage::{self, StorageError, StorageThread};
+use crate::sabotage::Sabotage;
+use crate::storage::{self, DiskDelay, StorageError, StorageThread};
+use crate::transport::Transport;
 use crate::wire::PeerMessage;
 
 /// Why a node did not start or stopped with an error.
@@ -135,6 +140,7 @@ fn repair_hint(
         StorageError::BadEntry { .. }
             | StorageError::BadSnapshot { .. }
             | StorageError::Promise(_)
+            | StorageError::Overwrite(crate::overwrite::RedoError::Corrupt { .. })
             | StorageError::Wal(
                 write_ahead_log::WalError::CorruptSegment { .. }
                     | write_ahead_log::WalError::CorruptSnapshot { .. }
@@ -202,6 +208,301 @@ pub fn paxos_config(
     Ok(cfg)
 }
 
+/// How a node is embedded: what [`Node::start`] takes by default, and what a test or the
+/// deterministic simulator replaces.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The file system every file in the home goes through (the home lock excepted: it is a
+    /// process-level guard on the real file system, not data).
+    pub fs: Arc<dyn FileSystem>,
+    /// The node's clock; `None`: the production clock ([`Clock::boot`]), read at start-up.
+    pub clock: Option<Clock>,
+    /// Seed of the core's entropy (election jitter); `None`: random.
+    pub entropy_seed: Option<u64>,
+    /// A delay before each fsync round (the simulator's slow disk); `None` in production.
+    pub disk_delay: Option<DiskDelay>,
+    /// Broken-on-purpose switches (settable only with the `test-support` feature).
+    pub sabotage: Sabotage,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            fs: Arc::new(StdFs),
+            clock: None,
+            entropy_seed: None,
+            disk_delay: None,
+            sabotage: Sabotage::default(),
+        }
+    }
+}
+
+/// A node recovered from its home, not yet running: the first half of the assembly shared by
+/// [`Node::start_with`] and the deterministic simulator. Built by [`prepare`] (synchronous:
+/// only the file system is touched), finished by [`Prepared::assemble`].
+#[derive(Debug)]
+pub struct Prepared {
+    /// This node's config.
+    pub node: NodeConfig,
+    /// The cluster config with `[[nodes]]` in `NodeId` order.
+    pub config: ClusterConfig,
+    /// The membership the node runs with.
+    pub membership: crate::membership::Membership,
+    /// This node's id.
+    pub me: NodeId,
+    /// Node names in `NodeId` order.
+    pub names: Vec<String>,
+    /// The sizes derived from the config.
+    pub bounds: Bounds,
+    /// State shared by the driver, the storage and the handler.
+    pub shared: Arc<Shared>,
+    /// The driver's input queue (peer messages, client proposals, admin).
+    pub inputs: mpsc::Sender<Input>,
+    inputs_rx: mpsc::Receiver<Input>,
+    core: Core,
+    tick: Duration,
+    state: paxos_core::RecoveredState,
+    wal: write_ahead_log::Wal,
+    storage_config: storage::StorageConfig,
+    user_functions: Arc<UserFunctionRegistry>,
+    options: NodeOptions,
+}
+
+/// The assembled node: its parts ready to run. The embedder runs [`StorageTask`] and
+/// [`DriverTask`] (production: an OS thread and a tokio task; the simulator: two tasks it can
+/// pause and abort) and serves clients through `handler`.
+#[derive(Debug)]
+pub struct Assembled {
+    /// State shared by the driver, the storage and the handler.
+    pub shared: Arc<Shared>,
+    /// The driver's input queue.
+    pub inputs: mpsc::Sender<Input>,
+    /// The client handler.
+    pub handler: NodeHandler,
+    /// The storage loop.
+    pub storage: StorageTask,
+    /// The driver, started.
+    pub driver: DriverTask,
+}
+
+/// The storage loop of an assembled node, not yet running.
+pub struct StorageTask {
+    thread: StorageThread,
+    jobs: mpsc::Receiver<storage::Job>,
+}
+
+impl StorageTask {
+    /// Runs it on the calling OS thread (production).
+    pub fn run(self) {
+        self.thread.run(self.jobs);
+    }
+
+    /// The loop as a future (the simulator spawns it on its runtime).
+    pub async fn serve(self) {
+        self.thread.serve(self.jobs).await;
+    }
+}
+
+impl std::fmt::Debug for StorageTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageTask(..)")
+    }
+}
+
+/// The driver of an assembled node, started, not yet running.
+pub struct DriverTask {
+    driver: Driver,
+    inputs: mpsc::Receiver<Input>,
+    events: mpsc::UnboundedReceiver<storage::StorageEvent>,
+}
+
+impl std::fmt::Debug for DriverTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverTask(..)")
+    }
+}
+
+impl DriverTask {
+    /// Runs the driver until it stops ([`Driver::run`]).
+    pub async fn run(self) -> Result<(), String> {
+        self.driver.run(self.inputs, self.events).await
+    }
+}
+
+/// Checks the home's membership and recovers node `name` from its home through
+/// `options.fs` (see the module documentation). Synchronous: production calls it on a
+/// blocking thread, the simulator inline. The home must be locked by the caller when that
+/// matters (production).
+pub fn prepare(
+    config: &ClusterConfig,
+    name: &str,
+    config_file: &std::path::Path,
+    options: NodeOptions,
+) -> Result<Prepared, NodeError> {
+    let node: NodeConfig = config.node(name, config_file)?.clone();
+    // Warnings name fields by their place in the file, so take them before rearranging.
+    let warnings = config.warnings();
+    // A node's number comes from its name, as recorded in its home (ADR 0115): from here
+    // on `config.nodes` is in NodeId order, whatever the order in the file.
+    let membership = crate::membership::check_home(options.fs.as_ref(), &node.home_dir, config)
+        .map_err(|e| match e {
+            // The promise is read here first: damage to it gets the same repair as damage
+            // found by the recovery.
+            crate::membership::MembershipError::Promise(p) => {
+                let cause = StorageError::Promise(p);
+                NodeError::Storage {
+                    repair: repair_hint(&cause, &node.home_dir, config_file, name),
+                    home: node.home_dir.clone(),
+                    cause,
+                }
+            }
+            other => NodeError::Membership(other),
+        })?;
+    let config = membership
+        .arrange(config)
+        .ok_or_else(|| NodeError::Paxos("membership does not match the config".into()))?;
+    let me = membership
+        .id_of(name)
+        .ok_or_else(|| NodeError::Paxos(format!("node {name} has no usable id")))?;
+    let names = membership.names();
+    for warning in warnings {
+        tracing::warn!("config {}: {warning}", config_file.display());
+    }
+
+    let bounds = Bounds::new(&config);
+    #[allow(unused_mut)]
+    let mut paxos = paxos_config(&config, me, bounds)?;
+    #[cfg(feature = "test-support")]
+    {
+        paxos.sabotage = options.sabotage.paxos;
+    }
+    let tick = Duration::from_nanos((paxos.retransmit_interval / 2).max(1_000_000));
+    let core = Core::new(paxos).map_err(|e| NodeError::Paxos(e.to_string()))?;
+
+    let mut storage_config =
+        storage::storage_config(&node, bounds.wal_entry_bytes, Arc::clone(&options.fs));
+    storage_config.sabotage = options.sabotage;
+    let user_functions = Arc::new(UserFunctionRegistry::new());
+    let recovered =
+        storage::recover(&storage_config, Arc::clone(&user_functions)).map_err(|cause| {
+            NodeError::Storage {
+                repair: repair_hint(&cause, &node.home_dir, config_file, name),
+                home: node.home_dir.clone(),
+                cause,
+            }
+        })?;
+    let storage::Recovered {
+        store, state, wal, ..
+    } = recovered;
+    let store = Arc::new(RwLock::new(store));
+    let clock = options.clock.clone().unwrap_or_else(Clock::boot);
+    let mut shared = Shared::new(
+        store,
+        state.committed,
+        clock,
+        config.lease_period().mul_f64(1.2),
+    );
+    shared.sabotage = options.sabotage;
+    let (inputs, inputs_rx) = mpsc::channel(16 * 1024);
+    Ok(Prepared {
+        node,
+        config,
+        membership,
+        me,
+        names,
+        bounds,
+        shared: Arc::new(shared),
+        inputs,
+        inputs_rx,
+        core,
+        tick,
+        state,
+        wal,
+        storage_config,
+        user_functions,
+        options,
+    })
+}
+
+impl Prepared {
+    /// Builds the storage loop, the driver (started from the recovered state) and the client
+    /// handler around `transport`. Nothing runs yet: see [`Assembled`].
+    pub fn assemble(self, transport: Arc<dyn Transport>) -> Result<Assembled, NodeError> {
+        let Prepared {
+            node,
+            config,
+            names,
+            shared,
+            inputs,
+            inputs_rx,
+            core,
+            tick,
+            state,
+            wal,
+            storage_config,
+            user_functions,
+            options,
+            ..
+        } = self;
+        let name = node.name.clone();
+        let (storage_tx, storage_rx) = mpsc::unbounded_channel();
+        let (jobs_tx, jobs_rx) = mpsc::channel(STORAGE_QUEUE);
+        let thread = StorageThread::new(
+            storage_config,
+            wal,
+            Arc::clone(&shared.store),
+            user_functions,
+            storage_tx,
+        )
+        .with_metrics(Arc::clone(&shared.metrics))
+        .with_disk_delay(options.disk_delay.clone());
+        let mut driver = Driver::new(
+            core,
+            Arc::clone(&shared),
+            transport,
+            jobs_tx,
+            tick,
+            name.clone(),
+        );
+        if let Some(seed) = options.entropy_seed {
+            driver = driver.with_entropy_seed(seed);
+        }
+        if let Err(cause) = driver.start(state) {
+            return Err(NodeError::Start {
+                home: node.home_dir.clone(),
+                cause,
+            });
+        }
+        let handler = NodeHandler::new(
+            HandlerConfig {
+                node_name: name,
+                cluster_id: bytes::Bytes::from(config.cluster.id.clone()),
+                node_names: names,
+                master_mode: config.cluster.master_mode,
+                max_value_size: node.max_value_size,
+                max_request_size: node.max_request_size,
+                read_limits: kv_store::ReadLimits::DEFAULT,
+            },
+            Arc::clone(&shared),
+            inputs.clone(),
+        );
+        Ok(Assembled {
+            shared,
+            inputs,
+            handler,
+            storage: StorageTask {
+                thread,
+                jobs: jobs_rx,
+            },
+            driver: DriverTask {
+                driver,
+                inputs: inputs_rx,
+                events: storage_rx,
+            },
+        })
+    }
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -225,66 +526,31 @@ impl Node {
         name: &str,
         config_file: &std::path::Path,
     ) -> Result<Node, NodeError> {
+        Node::start_with(config, name, config_file, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with the embedding `options` (file system, clock, entropy, disk delay).
+    /// The node is built by [`prepare`] and [`Prepared::assemble`], the same functions the
+    /// deterministic simulator uses; this adds the home lock, the TCP messenger, the storage
+    /// thread, the client listener and the metrics endpoint.
+    pub async fn start_with(
+        config: &ClusterConfig,
+        name: &str,
+        config_file: &std::path::Path,
+        options: NodeOptions,
+    ) -> Result<Node, NodeError> {
         let node: NodeConfig = config.node(name, config_file)?.clone();
         let tls = crate::tls::load(config, name, config_file)?;
         let lock = HomeLock::acquire(&node.home_dir)?;
-        // Warnings name fields by their place in the file, so take them before rearranging.
-        let warnings = config.warnings();
-        // A node's number comes from its name, as recorded in its home (ADR 0115): from here
-        // on `config.nodes` is in NodeId order, whatever the order in the file.
-        let membership = crate::membership::check_home(&node.home_dir, config)?;
-        let config = &membership
-            .arrange(config)
-            .ok_or_else(|| NodeError::Paxos("membership does not match the config".into()))?;
-        let me = membership
-            .id_of(name)
-            .ok_or_else(|| NodeError::Paxos(format!("node {name} has no usable id")))?;
-        let names = membership.names();
-        for warning in warnings {
-            tracing::warn!("config {}: {warning}", config_file.display());
-        }
-
-        let bounds = Bounds::new(config);
-        let paxos = paxos_config(config, me, bounds)?;
-        let tick = Duration::from_nanos((paxos.retransmit_interval / 2).max(1_000_000));
-        let core = Core::new(paxos).map_err(|e| NodeError::Paxos(e.to_string()))?;
-
-        let storage_config = storage::storage_config(&node, bounds.wal_entry_bytes);
-        let user_functions = Arc::new(UserFunctionRegistry::new());
-        let recovered = {
-            let config = storage_config.clone();
-            let functions = Arc::clone(&user_functions);
-            tokio::task::spawn_blocking(move || storage::recover(&config, functions))
+        let prepared = {
+            let (config, name, file) = (config.clone(), name.to_owned(), config_file.to_owned());
+            tokio::task::spawn_blocking(move || prepare(&config, &name, &file, options))
                 .await
-                .map_err(|e| NodeError::Failed(format!("recovery task failed: {e}")))?
-        }
-        .map_err(|cause| NodeError::Storage {
-            repair: repair_hint(&cause, &node.home_dir, config_file, name),
-            home: node.home_dir.clone(),
-            cause,
-        })?;
-        let store = Arc::new(RwLock::new(recovered.store));
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&store),
-            recovered.state.committed,
-            Clock::boot(),
-            config.lease_period().mul_f64(1.2),
-        ));
-
-        let (storage_tx, storage_rx) = mpsc::unbounded_channel();
-        let (jobs_tx, jobs_rx) = mpsc::channel(STORAGE_QUEUE);
-        let storage_thread = StorageThread::new(
-            storage_config,
-            recovered.wal,
-            Arc::clone(&store),
-            user_functions,
-            storage_tx,
-        )
-        .with_metrics(Arc::clone(&shared.metrics));
-        let storage = std::thread::Builder::new()
-            .name(format!("storage-{name}"))
-            .spawn(move || storage_thread.run(jobs_rx))
-            .map_err(NodeError::Thread)?;
+                .map_err(|e| NodeError::Failed(format!("recovery task failed: {e}")))??
+        };
+        let config = prepared.config.clone();
+        let config = &config;
+        let names = prepared.names.clone();
 
         let peers: BTreeMap<String, Vec<SocketAddr>> = config
             .nodes
@@ -298,9 +564,9 @@ impl Node {
             node.messaging_address(),
             peers,
         );
-        messenger_config.max_frame = bounds.max_frame;
+        messenger_config.max_frame = prepared.bounds.max_frame;
         messenger_config.tls = tls.messenger;
-        messenger_config.membership = membership.view();
+        messenger_config.membership = prepared.membership.view();
         let peer_limits = &config.cluster.messaging;
         messenger_config.idle_timeout = peer_limits.idle_timeout();
         messenger_config.keepalive_interval = peer_limits.keepalive_interval();
@@ -315,7 +581,6 @@ impl Node {
             })?;
         let messaging_addr = messenger.local_addr();
 
-        let (inputs_tx, inputs_rx) = mpsc::channel(16 * 1024);
         let request_limits = crate::messaging::RequestLimits {
             per_sec: peer_limits.requests_per_sec,
             burst: f64::from(peer_limits.request_burst),
@@ -323,49 +588,44 @@ impl Node {
         tokio::spawn(pump_inbox(
             inbox,
             names.clone(),
-            inputs_tx.clone(),
+            prepared.inputs.clone(),
             request_limits,
             Arc::default(),
         ));
         let transport = Arc::new(TcpTransport::new(messenger.clone(), names.clone()));
-        let mut driver = Driver::new(
-            core,
-            Arc::clone(&shared),
-            transport,
-            jobs_tx,
-            tick,
-            name.to_owned(),
-        );
-        if let Err(cause) = driver.start(recovered.state) {
-            tracing::error!(node = name, "{cause}");
-            // Undo what already runs: without the driver's job sender the storage thread exits.
-            drop(driver);
-            let _ = tokio::task::spawn_blocking(move || storage.join()).await;
-            messenger.shutdown().await;
-            return Err(NodeError::Start {
-                home: node.home_dir.clone(),
-                cause,
-            });
-        }
-        let driver = tokio::spawn(driver.run(inputs_rx, storage_rx));
+        let assembled = match prepared.assemble(transport) {
+            Ok(assembled) => assembled,
+            Err(e) => {
+                tracing::error!(node = name, "{e}");
+                messenger.shutdown().await;
+                return Err(e);
+            }
+        };
+        let Assembled {
+            shared,
+            inputs: inputs_tx,
+            handler,
+            storage: storage_task,
+            driver,
+            ..
+        } = assembled;
+        let storage = match std::thread::Builder::new()
+            .name(format!("storage-{name}"))
+            .spawn(move || storage_task.run())
+        {
+            Ok(storage) => storage,
+            Err(e) => {
+                messenger.shutdown().await;
+                return Err(NodeError::Thread(e));
+            }
+        };
+        let driver = tokio::spawn(driver.run());
 
         let names_for_metrics = names.clone();
-        let handler = NodeHandler::new(
-            HandlerConfig {
-                node_name: name.to_owned(),
-                cluster_id: bytes::Bytes::from(config.cluster.id.clone()),
-                node_names: names,
-                master_mode: config.cluster.master_mode,
-                max_value_size: node.max_value_size,
-                max_request_size: node.max_request_size,
-                read_limits: kv_store::ReadLimits::DEFAULT,
-            },
-            Arc::clone(&shared),
-            inputs_tx.clone(),
-        );
         let mut listener_config = ListenerConfig::new(config.cluster.id.clone());
         listener_config.tls = tls.listener;
         listener_config.max_connections = node.max_client_connections as usize;
+        config.cluster.clients.apply(&mut listener_config);
         listener_config.limits = Limits {
             max_frame_bytes: usize::try_from(node.max_request_size).unwrap_or(usize::MAX),
             ..Limits::default()

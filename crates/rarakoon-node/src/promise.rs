@@ -2,15 +2,20 @@
 //!
 //! Promises change only at elections, so each one is written as a small text file replaced
 //! atomically (temp file, fsync, rename, fsync directory): a crash leaves either the old or
-//! the new promise, never a torn one. The file is text so an operator can read it. It is read
-//! with a size bound and parsed strictly; that the node number it names exists is checked
-//! against the membership at start-up (`crate::membership::check_home`).
+//! the new promise, never a torn one. The file is text so an operator can read it:
+//! `round=<n> node=<n> crc32c=<8 hex digits>`, the checksum covering the text before it, so a
+//! flipped bit (which could lower the promised round without making the text unreadable, and
+//! with it let this node accept a ballot it promised to refuse) stops the start instead. A file
+//! without the checksum (written by an earlier version) is still read. It is read with a size
+//! bound and parsed strictly; that the node number it names exists is checked against the
+//! membership at start-up (`crate::membership::check_home`).
 
 use std::path::{Path, PathBuf};
 
 use crate::durable_file::{self, Contents};
 
 use paxos_core::{Ballot, NodeId};
+use write_ahead_log::FileSystem;
 
 /// File name of the promise inside the home directory.
 pub const PROMISE_FILE: &str = "promise";
@@ -32,9 +37,8 @@ pub enum PromiseError {
     },
     /// The content is not a promise.
     #[error(
-        "promise file {} is corrupt ({problem}); it holds the last Paxos promise of this node. \
-         If the node's data is otherwise intact, delete the file and the node restarts with \
-         no promise (safe only if this node was not the only one to promise that ballot)",
+        "promise file {} is corrupt ({problem}); it holds the last Paxos promise of this node, \
+         which must not be forgotten or lowered: do not edit or delete it",
         path.display()
     )]
     Corrupt {
@@ -46,9 +50,9 @@ pub enum PromiseError {
 }
 
 /// Reads the promise in `home`, `Ballot::ZERO` when there is none yet.
-pub fn load(home: &Path) -> Result<Ballot, PromiseError> {
+pub fn load(fs: &dyn FileSystem, home: &Path) -> Result<Ballot, PromiseError> {
     let path = home.join(PROMISE_FILE);
-    let bytes = match durable_file::read_bounded(&path, MAX_PROMISE_BYTES) {
+    let bytes = match durable_file::read_bounded(fs, &path, MAX_PROMISE_BYTES) {
         Ok(Contents::Bytes(b)) => b,
         Ok(Contents::Missing) => return Ok(Ballot::ZERO),
         Ok(Contents::TooLarge(len)) => {
@@ -66,29 +70,63 @@ pub fn load(home: &Path) -> Result<Ballot, PromiseError> {
         }
     };
     let text = String::from_utf8_lossy(&bytes);
-    parse(&text).ok_or_else(|| PromiseError::Corrupt {
-        path,
-        problem: format!("expected `round=<n> node=<n>`, found {:?}", text.trim()),
-    })
+    parse(&text).map_err(|problem| PromiseError::Corrupt { path, problem })
 }
 
-fn parse(text: &str) -> Option<Ballot> {
+/// The text of a promise, without its checksum.
+fn body(ballot: Ballot) -> String {
+    format!("round={} node={}", ballot.round, ballot.node.0)
+}
+
+fn parse(text: &str) -> Result<Ballot, String> {
+    let malformed = || {
+        format!(
+            "expected `round=<n> node=<n> crc32c=<checksum>`, found {:?}",
+            text.trim()
+        )
+    };
     let mut parts = text.split_whitespace();
-    let round = parts.next()?.strip_prefix("round=")?.parse().ok()?;
-    let node = parts.next()?.strip_prefix("node=")?.parse().ok()?;
+    let mut field = |name: &str| parts.next().and_then(|p| p.strip_prefix(name));
+    let round = field("round=").and_then(|r| r.parse().ok());
+    let node = field("node=").and_then(|n| n.parse().ok());
+    let (Some(round), Some(node)) = (round, node) else {
+        return Err(malformed());
+    };
+    let crc = match parts.next() {
+        None => None,
+        Some(token) => Some(token.strip_prefix("crc32c=").ok_or_else(malformed)?),
+    };
     if parts.next().is_some() {
-        return None;
+        return Err(malformed());
     }
-    Some(Ballot {
+    let ballot = Ballot {
         round,
         node: NodeId(node),
-    })
+    };
+    if let Some(crc) = crc {
+        // Exactly what `store` writes, byte for byte: `round=01` parses as 1, and an upper-case
+        // or padded checksum reads the same number, but neither is what was written.
+        if text != canonical(ballot) {
+            return Err(format!(
+                "checksum or format mismatch: recorded {crc}, the content {:?} has {:08x}",
+                body(ballot),
+                crc32c::crc32c(body(ballot).as_bytes())
+            ));
+        }
+    }
+    Ok(ballot)
+}
+
+/// The promise file's exact contents for `ballot`.
+fn canonical(ballot: Ballot) -> String {
+    let body = body(ballot);
+    format!("{body} crc32c={:08x}\n", crc32c::crc32c(body.as_bytes()))
 }
 
 /// Replaces the promise in `home` durably.
-pub fn store(home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
-    let text = format!("round={} node={}\n", ballot.round, ballot.node.0);
-    durable_file::replace(home, PROMISE_FILE, text.as_bytes()).map_err(|(op, source)| {
+pub fn store(fs: &dyn FileSystem, home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
+    let text = canonical(ballot);
+    durable_file::replace(fs, home, PROMISE_FILE, text.as_bytes()).map_err(|(op, source)| {
         PromiseError::Io {
             path: home.join(PROMISE_FILE),
             op,
@@ -101,24 +139,25 @@ pub fn store(home: &Path, ballot: Ballot) -> Result<(), PromiseError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use write_ahead_log::StdFs;
 
     #[test]
     fn round_trips_and_defaults_to_zero() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), Ballot::ZERO);
+        assert_eq!(load(&StdFs, tmp.path()).unwrap(), Ballot::ZERO);
         let b = Ballot {
             round: 12,
             node: NodeId(2),
         };
-        store(tmp.path(), b).unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), b);
+        store(&StdFs, tmp.path(), b).unwrap();
+        assert_eq!(load(&StdFs, tmp.path()).unwrap(), b);
     }
 
     #[test]
     fn corruption_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(PROMISE_FILE), "garbage").unwrap();
-        let err = load(tmp.path()).unwrap_err().to_string();
+        let err = load(&StdFs, tmp.path()).unwrap_err().to_string();
         assert!(err.contains("promise"), "{err}");
         assert!(err.contains("corrupt"), "{err}");
     }
@@ -128,7 +167,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(PROMISE_FILE);
         std::fs::write(&path, "round=1 node=0\n".repeat(1000)).unwrap();
-        let err = load(tmp.path()).unwrap_err().to_string();
+        let err = load(&StdFs, tmp.path()).unwrap_err().to_string();
         assert!(err.contains("more than the 256"), "{err}");
         for bad in [
             "round=1 node=256",
@@ -139,15 +178,57 @@ mod tests {
             "\u{0}\u{ff}",
         ] {
             std::fs::write(&path, bad).unwrap();
-            assert!(load(tmp.path()).is_err(), "{bad:?}");
+            assert!(load(&StdFs, tmp.path()).is_err(), "{bad:?}");
         }
+        // Written by an earlier version: no checksum.
         std::fs::write(&path, format!("round={} node=255\n", u64::MAX)).unwrap();
         assert_eq!(
-            load(tmp.path()).unwrap(),
+            load(&StdFs, tmp.path()).unwrap(),
             Ballot {
                 round: u64::MAX,
                 node: NodeId(255)
             }
         );
+    }
+
+    /// A flipped bit anywhere in a promise file is refused: it could otherwise lower the
+    /// promised round and let the node accept a ballot it promised to refuse.
+    #[test]
+    fn every_single_bit_flip_of_a_promise_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(PROMISE_FILE);
+        for ballot in [
+            Ballot::ZERO,
+            Ballot {
+                round: 1,
+                node: NodeId(0),
+            },
+            Ballot {
+                round: 1234,
+                node: NodeId(2),
+            },
+            Ballot {
+                round: u64::MAX,
+                node: NodeId(255),
+            },
+        ] {
+            store(&StdFs, tmp.path(), ballot).unwrap();
+            let good = std::fs::read(&path).unwrap();
+            assert_eq!(load(&StdFs, tmp.path()).unwrap(), ballot);
+            for offset in 0..good.len() {
+                for bit in 0..8 {
+                    let mut bad = good.clone();
+                    bad[offset] ^= 1 << bit;
+                    std::fs::write(&path, &bad).unwrap();
+                    match load(&StdFs, tmp.path()) {
+                        Err(PromiseError::Corrupt { .. }) => {}
+                        other => panic!(
+                            "{:?} (bit {bit} of byte {offset} flipped) read as {other:?}",
+                            String::from_utf8_lossy(&bad)
+                        ),
+                    }
+                }
+            }
+        }
     }
 }

@@ -9,6 +9,9 @@
 //! round's fsync ran, writes all their entries, issues ONE fsync, and only then reports the
 //! highest persist ticket durable (group commit). It also serves catch-up reads and snapshot
 //! chunks, receives a peer's snapshot, and runs the Collapser when enough entries accumulated.
+//! Its loop is an async fn ([`StorageThread::serve`]); production runs it on its own OS thread
+//! ([`StorageThread::run`]), the deterministic simulator as a task (ADR 0140). An embedder's
+//! [`DiskDelay`] is awaited between a round's writes and its fsync (production: none).
 //!
 //! Invariants:
 //! - A ticket is reported durable only after the fsync that covers its entries (or, with
@@ -22,11 +25,14 @@
 //! - A committed entry that cannot be decoded is fatal too (at recovery and when the driver
 //!   applies it, [`UndecodableEntry`]): applying it as a no-op would make the stores diverge.
 //! - The job queue is a bounded tokio channel: the driver never blocks on it (it keeps a
-//!   backlog when the queue is full); only this OS thread waits on it.
+//!   backlog when the queue is full); only the storage loop waits on it.
+//! - Before a tail overwrite writes its redo file, the log is synced (see `crate::overwrite`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use kv_store::{SnapshotLoader, Store, Update, UserFunctionRegistry};
@@ -35,7 +41,7 @@ use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use wire_codec::rkyv::util::AlignedVec;
 use write_ahead_log::{
     Collapser, CollapserConfig, FileSystem, SnapshotConfig, SnapshotReceiver, SnapshotSource,
-    SnapshotStream, StdFs, Wal, WalConfig, WalError,
+    SnapshotStream, Wal, WalConfig, WalError,
 };
 
 use crate::payload;
@@ -110,6 +116,11 @@ pub struct StorageConfig {
     pub collapser: CollapserConfig,
     /// fsync before reporting durable.
     pub fsync: bool,
+    /// Every file of the home (WAL, snapshots, promise, redo file) is read and written through
+    /// this: [`write_ahead_log::StdFs`] in production, a `SimFs` in the deterministic simulator.
+    pub fs: Arc<dyn FileSystem>,
+    /// Broken-on-purpose switches (only settable with the `test-support` feature).
+    pub sabotage: crate::sabotage::Sabotage,
 }
 
 impl StorageConfig {
@@ -188,9 +199,9 @@ pub fn recover(
     config: &StorageConfig,
     user_functions: Arc<UserFunctionRegistry>,
 ) -> Result<Recovered, StorageError> {
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let fs = Arc::clone(&config.fs);
     let dir = config.wal_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+    fs.create_dir_all(&dir).map_err(|source| WalError::Io {
         op: "create directory",
         path: dir.clone(),
         source,
@@ -268,7 +279,7 @@ pub fn recover(
         }
     }
     apply_up_to(&mut store, &mut pending, committed)?;
-    let promised = promise::load(&config.home)?;
+    let promised = promise::load(fs.as_ref(), &config.home)?;
     tracing::info!(
         snapshot = ?snapshot_index,
         committed,
@@ -489,6 +500,19 @@ pub struct StorageThread {
     serving: Vec<(NodeId, SnapshotStream, u64)>,
     fetch: Option<Fetch>,
     metrics: Arc<crate::metrics::NodeMetrics>,
+    disk_delay: Option<DiskDelay>,
+}
+
+/// How long the disk takes before a round's fsync, given the round's entry count: an input of
+/// the storage loop that the embedder supplies (the simulator's slow disk). Production has
+/// none.
+#[derive(Clone)]
+pub struct DiskDelay(pub Arc<dyn Fn(u64) -> Duration + Send + Sync>);
+
+impl std::fmt::Debug for DiskDelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiskDelay(..)")
+    }
 }
 
 impl StorageThread {
@@ -514,6 +538,7 @@ impl StorageThread {
             serving: Vec::new(),
             fetch: None,
             metrics: Arc::new(crate::metrics::NodeMetrics::new()),
+            disk_delay: None,
         }
     }
 
@@ -524,9 +549,18 @@ impl StorageThread {
         self
     }
 
-    /// Works until the job channel closes or the WAL fails. The channel is a tokio one: the
-    /// driver queues jobs without blocking (`try_send`) and this OS thread waits for them.
-    pub fn run(mut self, mut jobs: Receiver<Job>) {
+    /// Waits `delay` between writing a round's entries and its fsync (see [`DiskDelay`]);
+    /// production has none.
+    #[must_use]
+    pub fn with_disk_delay(mut self, delay: Option<DiskDelay>) -> Self {
+        self.disk_delay = delay;
+        self
+    }
+
+    /// Works until the job channel closes or the WAL fails, on the calling OS thread (the
+    /// production way: blocking disk I/O stays off the node's runtime). The loop itself is
+    /// [`StorageThread::serve`], driven here by a current-thread runtime of its own.
+    pub fn run(self, jobs: Receiver<Job>) {
         // A minimal runtime (a timer, no threads) to wait for a job with a timeout.
         let waiter = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -540,10 +574,17 @@ impl StorageThread {
                 return;
             }
         };
+        waiter.block_on(self.serve(jobs));
+    }
+
+    /// The storage loop (see the module documentation). Production runs it on its own OS
+    /// thread ([`StorageThread::run`]); the deterministic simulator spawns it as a task on its
+    /// single-threaded runtime (its file system is in memory, so nothing blocks for long).
+    /// Time is tokio's, so a paused (virtual) clock applies to the snapshot retries and the
+    /// disk delay.
+    pub async fn serve(mut self, mut jobs: Receiver<Job>) {
         loop {
-            let first = match waiter
-                .block_on(async { tokio::time::timeout(SNAPSHOT_RETRY / 2, jobs.recv()).await })
-            {
+            let first = match tokio::time::timeout(SNAPSHOT_RETRY / 2, jobs.recv()).await {
                 Ok(Some(job)) => job,
                 Err(_elapsed) => {
                     self.retry_fetch();
@@ -558,7 +599,7 @@ impl StorageThread {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.round(round) {
+            if let Err(e) = self.round(round).await {
                 tracing::error!("storage failed: {e}");
                 let _ = self.events.send(StorageEvent::Failed(e.to_string()));
                 return;
@@ -570,7 +611,7 @@ impl StorageThread {
         }
     }
 
-    fn round(&mut self, jobs: Vec<Job>) -> Result<(), StorageError> {
+    async fn round(&mut self, jobs: Vec<Job>) -> Result<(), StorageError> {
         let mut durable = None;
         let mut persisted = 0u64;
         for job in jobs {
@@ -618,13 +659,28 @@ impl StorageThread {
             }
         }
         if let Some(ticket) = durable {
+            let early = self.config.sabotage.ack_before_fsync();
+            if early {
+                // Broken on purpose: acknowledged before the fsync below.
+                let _ = self.events.send(StorageEvent::Durable(ticket));
+            }
+            if let Some(delay) = &self.disk_delay {
+                // The embedder's slow disk: the round's writes sit unsynced meanwhile, so a
+                // crash now loses them.
+                let wait = (delay.0)(persisted);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             if self.config.fsync {
                 let started = Instant::now();
                 self.wal.sync()?;
                 self.metrics
                     .fsync(started.elapsed().as_secs_f64(), persisted);
             }
-            let _ = self.events.send(StorageEvent::Durable(ticket));
+            if !early {
+                let _ = self.events.send(StorageEvent::Durable(ticket));
+            }
         }
         if self.entries_since_collapse_check >= self.check_every() {
             self.entries_since_collapse_check = 0;
@@ -638,8 +694,10 @@ impl StorageThread {
     }
 
     fn persist(&mut self, p: &Persist) -> Result<(), StorageError> {
-        if let Some(ballot) = p.promise {
-            promise::store(&self.config.home, ballot)?;
+        if let Some(ballot) = p.promise
+            && !self.config.sabotage.forget_promise()
+        {
+            promise::store(self.config.fs.as_ref(), &self.config.home, ballot)?;
         }
         // Entries a received snapshot already covers (at or below the log's floor) are not
         // written again.
@@ -658,7 +716,15 @@ impl StorageThread {
                     let bytes = self.encode_stored(entry, p.committed)?.to_vec();
                     replacement.push((entry.index, bytes));
                 }
-                crate::overwrite::replace_tail(&self.config.home, &mut self.wal, &replacement)?;
+                if self.config.sabotage.skip_redo() {
+                    // Broken on purpose: cut and append with no redo file and no sync of
+                    // their own (the round's fsync comes later).
+                    self.wal.truncate_after(first.saturating_sub(1))?;
+                    self.wal
+                        .append(replacement.iter().map(|(i, b)| (*i, b.as_slice())))?;
+                } else {
+                    crate::overwrite::replace_tail(&self.config.home, &mut self.wal, &replacement)?;
+                }
                 self.entries_since_collapse_check += replacement.len() as u64;
                 return Ok(());
             } else if first > next {
@@ -1076,8 +1142,12 @@ impl StorageThread {
     }
 }
 
-/// Builds the storage config of a node.
-pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) -> StorageConfig {
+/// Builds the storage config of a node, whose files go through `fs`.
+pub fn storage_config(
+    node: &crate::config::NodeConfig,
+    max_entry_bytes: u32,
+    fs: Arc<dyn FileSystem>,
+) -> StorageConfig {
     let compressor = match node.compressor {
         crate::config::Compressor::Zstd => write_ahead_log::Compressor::Zstd,
         crate::config::Compressor::None => write_ahead_log::Compressor::None,
@@ -1107,6 +1177,8 @@ pub fn storage_config(node: &crate::config::NodeConfig, max_entry_bytes: u32) ->
             snapshot,
         },
         fsync: node.fsync,
+        fs,
+        sabotage: crate::sabotage::Sabotage::default(),
     }
 }
 

@@ -45,7 +45,7 @@ fn source() -> Source {
         store.apply_batch(i, &updates).unwrap();
     }
     let node = NodeConfig::new("src", "127.0.0.1:1".parse().unwrap(), 2, tmp.path().into());
-    let cfg = storage::storage_config(&node, 1 << 20);
+    let cfg = storage::storage_config(&node, 1 << 20, Arc::new(write_ahead_log::StdFs));
     let dir = cfg.wal_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let info = write_ahead_log::write_snapshot(
@@ -88,7 +88,7 @@ impl Receiver {
         if let Some(max) = max_snapshot_bytes {
             node.max_snapshot_bytes = max;
         }
-        let cfg = storage::storage_config(&node, 1 << 20);
+        let cfg = storage::storage_config(&node, 1 << 20, Arc::new(write_ahead_log::StdFs));
         let functions = Arc::new(UserFunctionRegistry::new());
         let recovered = storage::recover(&cfg, Arc::clone(&functions)).unwrap();
         let store = Arc::new(RwLock::new(recovered.store));

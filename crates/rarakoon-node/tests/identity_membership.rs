@@ -67,7 +67,7 @@ fn client(config: &ClusterConfig, voters: &[&str]) -> Client {
 /// Every ballot and `Master` value in the node's log, and its promise (node stopped).
 fn history(config: &ClusterConfig, name: &str) -> (Vec<NodeId>, Vec<NodeId>, NodeId) {
     let node = config.node(name, Path::new("c.toml")).unwrap();
-    let cfg = storage::storage_config(node, 1 << 26);
+    let cfg = storage::storage_config(node, 1 << 26, Arc::new(write_ahead_log::StdFs));
     let recovered = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap();
     let wal = recovered.wal;
     let mut ballots = Vec::new();
@@ -85,7 +85,9 @@ fn history(config: &ClusterConfig, name: &str) -> (Vec<NodeId>, Vec<NodeId>, Nod
     (
         ballots,
         masters,
-        promise::load(&node.home_dir).unwrap().node,
+        promise::load(&write_ahead_log::StdFs, &node.home_dir)
+            .unwrap()
+            .node,
     )
 }
 
@@ -109,7 +111,9 @@ async fn a_reordered_config_keeps_the_history_of_each_node() {
         "{ballots:?} {masters:?}"
     );
     assert_eq!(promised, zed);
-    let record = membership::load(&first.nodes[0].home_dir).unwrap().unwrap();
+    let record = membership::load(&write_ahead_log::StdFs, &first.nodes[0].home_dir)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.view(), "0=abe:learner 1=zed:voter");
 
     // The same nodes, listed the other way round: zed is still node 1, its promise and master
@@ -128,7 +132,9 @@ async fn a_reordered_config_keeps_the_history_of_each_node() {
     );
     assert_eq!(promised, zed);
     assert_eq!(
-        membership::load(&first.nodes[0].home_dir).unwrap().unwrap(),
+        membership::load(&write_ahead_log::StdFs, &first.nodes[0].home_dir)
+            .unwrap()
+            .unwrap(),
         record,
         "the record is not rewritten"
     );
@@ -166,9 +172,12 @@ async fn nodes_given_different_orders_form_one_cluster() {
         .unwrap(),
     );
     for (i, cfg) in configs.iter().enumerate() {
-        let record = membership::load(&cfg.node(&e[i].0, &file).unwrap().home_dir)
-            .unwrap()
-            .unwrap();
+        let record = membership::load(
+            &write_ahead_log::StdFs,
+            &cfg.node(&e[i].0, &file).unwrap().home_dir,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(record.view(), "0=a:voter 1=b:voter 2=c:voter");
         let (_, masters, _) = history(cfg, &e[i].0);
         assert!(masters.contains(&expected), "node {i}: {masters:?}");
@@ -246,6 +255,7 @@ async fn a_home_from_before_the_record_adopts_the_config_order() {
     // An old home: its promise says node 0, which meant "zed" (first in [[nodes]]).
     std::fs::create_dir_all(&home).unwrap();
     promise::store(
+        &write_ahead_log::StdFs,
         &home,
         paxos_core::Ballot {
             round: 3,
@@ -256,7 +266,9 @@ async fn a_home_from_before_the_record_adopts_the_config_order() {
     let node = Node::start(&cfg, "zed", &file).await.unwrap();
     client(&cfg, &["zed"]).set("k", "v").await.unwrap();
     node.stop().await.unwrap();
-    let record = membership::load(&home).unwrap().unwrap();
+    let record = membership::load(&write_ahead_log::StdFs, &home)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.view(), "0=zed:voter 1=abe:learner");
     let (ballots, masters, promised) = history(&cfg, "zed");
     assert!(

@@ -38,7 +38,7 @@ fn entry(index: u64, round: u64, value: Value) -> LogEntry {
 
 fn config(home: &std::path::Path) -> StorageConfig {
     let node = NodeConfig::new("n0", "127.0.0.1:1".parse().unwrap(), 2, home.to_path_buf());
-    storage::storage_config(&node, 1 << 20)
+    storage::storage_config(&node, 1 << 20, Arc::new(write_ahead_log::StdFs))
 }
 
 /// Runs the storage thread over `persists`, waiting until each is reported durable.

@@ -68,7 +68,11 @@ impl WritableFile for StdFile {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        // A handle from `create` is not in append mode: without this its next write would land
+        // at the old position and leave a hole of zeroes after the cut.
+        self.file.seek(io::SeekFrom::End(0))?;
+        Ok(())
     }
 }
 
@@ -123,5 +127,29 @@ impl FileSystem for StdFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn writes_after_a_truncate_follow_the_cut_on_every_kind_of_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, created) in [("created", true), ("appended", false)] {
+            let path = dir.path().join(name);
+            let mut f = if created {
+                StdFs.create(&path).unwrap()
+            } else {
+                StdFs.open_append(&path).unwrap()
+            };
+            f.write_all(b"0123456789").unwrap();
+            f.truncate(4).unwrap();
+            f.write_all(b"xy").unwrap();
+            f.sync_data().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"0123xy", "{name} handle");
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! The log stores opaque entries `(index, bytes)`; it knows nothing of keys or Paxos. The store
 //! plugs into snapshots through [`SnapshotSource`] (writing) and a pair callback (loading).
 //! Every file operation goes through the [`FileSystem`] seam: [`StdFs`] for the real disk,
-//! [`SimFs`] for crash and fault simulation in tests.
+//! [`SimFs`] for crash and fault simulation in tests, [`VolatileFs`] for crash tests of real
+//! processes (unsynced bytes live in the process, so `kill -9` loses them).
 //!
 //! Typical start-up and use:
 //! ```no_run
@@ -37,6 +38,7 @@ mod restart;
 mod segment;
 mod sim_fs;
 mod snapshot;
+mod volatile_fs;
 mod wal;
 
 pub use collapser::{
@@ -53,4 +55,5 @@ pub use snapshot::{
     SnapshotSource, SnapshotStream, head_snapshot_path, load_snapshot, read_snapshot_index,
     write_snapshot,
 };
+pub use volatile_fs::VolatileFs;
 pub use wal::{Entry, RecoveryReport, TornTail, Wal};

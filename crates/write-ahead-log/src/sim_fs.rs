@@ -51,7 +51,7 @@ struct Inode {
     dirty_from: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     inodes: BTreeMap<u64, Inode>,
     next_inode: u64,
@@ -141,6 +141,14 @@ impl SimFs {
         };
         SimFs {
             state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// An independent copy of this file system as it is now (files, durable and unsynced
+    /// bytes, pending faults): changes to either no longer reach the other.
+    pub fn fork(&self) -> SimFs {
+        SimFs {
+            state: Arc::new(Mutex::new(lock(&self.state).clone())),
         }
     }
 

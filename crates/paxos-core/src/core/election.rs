@@ -25,10 +25,11 @@ use crate::types::{Ballot, Index, LogEntry, NodeId, Value};
 
 impl Core {
     pub(crate) fn tick(&mut self, out: &mut Vec<Effect>) {
-        if let Some((peer, sent, _)) = self.catch_up
+        if let Some((peer, sent, asked)) = self.catch_up
             && self.now >= sent.saturating_add(self.cfg.retransmit_interval)
         {
             self.catch_up = None;
+            self.catch_up_late = Some((peer, asked));
             // No answer: the peer may not hear us (a one-way partition). Stop asking it by
             // default; the next node that shows it is at least as far ahead (an accept, a
             // commit, a refusal) becomes the source, which may be that peer again.

@@ -9,7 +9,9 @@
 //! snapshot. A catch-up answer (`CatchUpEntries`, `CatchUpPruned`) is taken only from the peer
 //! the outstanding request went to, and entries only from the index asked (an unprompted or
 //! stale answer is ignored: otherwise any node, a learner too, could make a follower apply
-//! values of its choosing).
+//! values of its choosing). The one exception is the answer to the last request that timed
+//! out, from the peer it went to and while it still starts at `committed + 1`: a peer slower
+//! than the retransmit interval (a slow disk) must still be heard.
 
 use super::Core;
 use crate::config::Role;
@@ -163,9 +165,13 @@ impl Core {
         // Only the answer to the outstanding request is taken: from the peer asked, from the
         // index asked. Duplicates, stale and unprompted answers are ignored (they would let any
         // node feed us values, and re-trigger requests: seed 241's storm).
+        // A late answer to the last request that timed out is taken too, while it still
+        // starts where we need it: otherwise a peer slower than the retransmit interval (a
+        // slow disk) is asked again and again and never heard (whole-node simulator seed 365).
         let answers_request = self
             .catch_up
-            .is_some_and(|(p, _, asked)| p == from && asked == first);
+            .is_some_and(|(p, _, asked)| p == from && asked == first)
+            || (self.catch_up_late == Some((from, first)) && first == self.committed + 1);
         if !answers_request {
             tracing::debug!(me = %self.cfg.me, peer = %from, first, "catch-up entries not asked for ignored");
             return;
@@ -181,6 +187,7 @@ impl Core {
             return;
         }
         self.catch_up = None;
+        self.catch_up_late = None;
         if matches!(self.phase, super::Phase::Master(_)) {
             // A master is never behind a quorum; it does not take entries from elsewhere.
             return;

@@ -183,6 +183,10 @@ pub struct Core {
     pub(crate) commit_hint: (Index, Option<NodeId>),
     /// Outstanding catch-up request: (peer, sent at, first index asked).
     pub(crate) catch_up: Option<(NodeId, Time, Index)>,
+    /// The last catch-up request that timed out: (peer, first index asked). Its answer is
+    /// still taken if it arrives late (a peer whose disk is slower than the retransmit
+    /// interval would otherwise never get its answers in: whole-node simulator seed 365).
+    pub(crate) catch_up_late: Option<(NodeId, Index)>,
     pub(crate) snapshot_pending: bool,
     pub(crate) queue: VecDeque<Proposal>,
     pub(crate) commit_dirty: bool,
@@ -232,6 +236,7 @@ impl Core {
             known_master: None,
             commit_hint: (0, None),
             catch_up: None,
+            catch_up_late: None,
             snapshot_pending: false,
             queue: VecDeque::new(),
             commit_dirty: false,

@@ -95,6 +95,8 @@ pub struct ClusterSpec {
     pub extra_node_lines: Vec<String>,
     /// Give every node a `metrics_address` on a free port ([`NodeInfo::metrics_port`]).
     pub metrics: bool,
+    /// Extra arguments for every node process (for example `--test-volatile-writes`).
+    pub node_args: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -105,6 +107,7 @@ impl ClusterSpec {
             extra_cluster_lines: Vec::new(),
             extra_node_lines: Vec::new(),
             metrics: false,
+            node_args: Vec::new(),
         }
     }
 }
@@ -130,6 +133,8 @@ pub struct TestCluster {
     /// Per-node config files that replace `config_file` for that node (see
     /// [`TestCluster::use_node_config`]).
     node_configs: BTreeMap<String, PathBuf>,
+    /// [`ClusterSpec::node_args`].
+    node_args: Vec<String>,
 }
 
 impl TestCluster {
@@ -180,6 +185,7 @@ impl TestCluster {
             nodes,
             running: BTreeMap::new(),
             node_configs: BTreeMap::new(),
+            node_args: spec.node_args.clone(),
         }
     }
 
@@ -204,6 +210,7 @@ impl TestCluster {
             .arg(self.node_configs.get(name).unwrap_or(&self.config_file))
             .arg("--node")
             .arg(name)
+            .args(&self.node_args)
             .stdin(Stdio::null());
         cmd
     }
