@@ -44,6 +44,28 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     if !preferred.is_empty() {
         println!("  preferred masters, in order: {}", preferred.join(", "));
     }
+    if let Some(tls) = &config.cluster.tls {
+        // Read every node's files now, so a missing or mismatched certificate shows here
+        // and not when that node starts.
+        for node in &config.nodes {
+            rarakoon_node::tls::load(&config, &node.name, file)?;
+        }
+        println!(
+            "  TLS: mutual TLS between nodes (CA {}, TLS {}+); client port {}{}",
+            tls.ca_cert.display(),
+            tls.version,
+            match (tls.service, tls.service_validate_peer) {
+                (false, _) => "plain TCP",
+                (true, false) => "TLS",
+                (true, true) => "TLS with client certificates",
+            },
+            if tls.admin_names.is_empty() {
+                String::new()
+            } else {
+                format!("; admin operations only for {}", tls.admin_names.join(", "))
+            }
+        );
+    }
     for warning in config.warnings() {
         println!("warning: {warning}");
     }

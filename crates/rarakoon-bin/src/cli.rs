@@ -94,6 +94,10 @@ pub struct LocalArgs {
     /// Directory for the generated config, the nodes' data and their logs.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Generate a throwaway CA and certificates under `<DIR>/tls` and run the cluster with
+    /// TLS everywhere (used when the directory holds no cluster yet).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// How client and admin commands find the cluster.
@@ -113,6 +117,17 @@ pub struct Target {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10.0, global = true)]
     pub timeout_secs: f64,
+    /// Connect with TLS, checking the nodes' certificates against this CA certificate (PEM).
+    /// Default: the cluster config's `[cluster.tls] ca_cert` when its `service` is on.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// The client certificate (PEM) to present (with --tls-key). Default with a config's CA:
+    /// `client.pem` next to the CA certificate, if there is one.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `client ...`
@@ -211,6 +226,9 @@ pub struct BenchArgs {
     /// stopped and its directory deleted at the end.
     #[arg(long, conflicts_with_all = ["cluster_config", "dir"])]
     pub local: bool,
+    /// Run the `--local` cluster with TLS everywhere (throwaway certificates).
+    #[arg(long, requires = "local")]
+    pub tls: bool,
     /// Nodes of the `--local` cluster.
     #[arg(long, default_value_t = 3, requires = "local",
           value_parser = clap::value_parser!(u16).range(1..=9))]
@@ -286,6 +304,10 @@ pub enum Workload {
     /// PREFIX_KEYS: up to `--range-size` keys under a random key's prefix (it minus its last
     /// two characters: up to 100 keys).
     Prefix,
+    /// Connection setup: each request opens a new connection (TCP, the TLS handshake when
+    /// TLS is on, the prologue), sends one PING, reads the reply and closes. `--connections`
+    /// does not apply.
+    Connect,
 }
 
 /// The consistency of bench reads.

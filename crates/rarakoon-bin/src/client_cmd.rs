@@ -211,7 +211,8 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<u8> {
         AdminCommand::WhoMaster => Request::WhoMaster,
         AdminCommand::ExpectProgressPossible => Request::ExpectProgressPossible,
     };
-    let reply = direct::call(&target.cluster_id, addr, &request, target.timeout).await?;
+    let tls = target.direct_tls(&name)?;
+    let reply = direct::call(&target.cluster_id, addr, &request, target.timeout, tls).await?;
     match reply {
         Ok(Response::CollapseTlogs(steps)) => {
             if steps.is_empty() {

@@ -1,23 +1,27 @@
 //! A single request to one specific node (admin commands address a node, not the master).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
-use rarakoon_client::{ClientCodec, Limits, Prologue, Reply, Request};
+use rarakoon_client::{ClientCodec, ClientStream, Limits, Prologue, Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
-/// Sends `request` to the node at `addr` and returns its reply.
+/// TLS configuration of one direct call (see `crate::tls::config_for`).
+pub type Tls = Option<Arc<rarakoon_tls::rustls::ClientConfig>>;
+
+/// Sends `request` to the node at `addr` (over TLS with `tls`) and returns its reply.
 pub async fn call(
     cluster_id: &str,
     addr: SocketAddr,
     request: &Request,
     timeout: Duration,
+    tls: Tls,
 ) -> anyhow::Result<Reply> {
-    tokio::time::timeout(timeout, call_inner(cluster_id, addr, request))
+    tokio::time::timeout(timeout, call_inner(cluster_id, addr, request, tls))
         .await
         .with_context(|| format!("no answer from {addr} within {timeout:?}"))?
 }
@@ -26,8 +30,9 @@ async fn call_inner(
     cluster_id: &str,
     addr: SocketAddr,
     request: &Request,
+    tls: Tls,
 ) -> anyhow::Result<Reply> {
-    let mut stream = TcpStream::connect(addr)
+    let mut stream = ClientStream::connect(addr, tls.as_ref())
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     let mut codec = ClientCodec::new(Limits {
@@ -41,6 +46,7 @@ async fn call_inner(
     codec.encode(&prologue, &mut out)?;
     codec.encode(request, &mut out)?;
     stream.write_all(&out).await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if let Some((_, reply)) = codec.decode(&mut buf)? {

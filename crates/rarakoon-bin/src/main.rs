@@ -15,6 +15,7 @@ mod offline;
 mod run;
 mod signals;
 mod target;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -62,7 +63,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
         },
         Some(Command::Local(args)) => {
-            local::run(args.dir, args.nodes, cli.log_format).await?;
+            local::run(args.dir, args.nodes, args.tls, cli.log_format).await?;
             Ok(exit::OK)
         }
         Some(Command::CheckConfig { file }) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use rarakoon_client::{Client, ClientConfig};
+use rarakoon_client::{Client, ClientConfig, ClientTls};
 use rarakoon_node::ClusterConfig;
 
 use crate::cli::Target;
@@ -24,6 +24,8 @@ pub struct ClusterTarget {
     /// How long the client keeps looking for a master: two lease periods, so a command typed
     /// during an election (or right after `local` started) waits for it instead of failing.
     pub find_master_for: Duration,
+    /// TLS settings (see `crate::tls`), `None` for plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 /// Pause between attempts to find the master.
@@ -50,7 +52,9 @@ impl ClusterTarget {
         if !(target.timeout_secs > 0.0 && target.timeout_secs.is_finite()) {
             anyhow::bail!("--timeout-secs must be positive");
         }
+        let tls = crate::tls::client_settings(target, &config)?;
         Ok(ClusterTarget {
+            tls,
             cluster_id: config.cluster.id.clone(),
             nodes: config
                 .nodes
@@ -69,6 +73,7 @@ impl ClusterTarget {
             config = config.node(name.clone(), *addr);
         }
         config.request_timeout = self.timeout;
+        config.tls = self.tls.clone();
         config.connect_timeout = self.timeout.min(Duration::from_secs(5));
         // Only requests refused before they were sent or proposed are retried (the client never
         // repeats a write whose outcome is unknown), so retrying longer is always safe.
@@ -78,6 +83,14 @@ impl ClusterTarget {
                 .unwrap_or(usize::MAX)
                 .clamp(3, 1000);
         Ok(Client::new(config)?)
+    }
+
+    /// The TLS configuration for a direct call to node `name` (`None`: plain TCP).
+    pub fn direct_tls(&self, name: &str) -> anyhow::Result<crate::direct::Tls> {
+        self.tls
+            .as_ref()
+            .map(|tls| crate::tls::config_for(tls, name))
+            .transpose()
     }
 
     /// The client address of node `name` (default: the first node).

@@ -265,3 +265,26 @@ fn a_cluster_that_does_not_answer_is_a_clear_error_with_exit_code_2() {
     assert!(err.contains("no master found"), "{err}");
     assert!(err.contains("n1"), "{err}");
 }
+
+#[test]
+fn local_tls_connect_measures_connection_setup_without_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = bench(
+        tmp.path(),
+        &[
+            "--local",
+            "--tls",
+            "--workload",
+            "connect",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = check_report(&out, "connect", &["connect"]);
+    assert_eq!(r["errors"], 0, "{r:#}");
+    assert_no_leftovers(tmp.path());
+}

@@ -48,7 +48,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::stream::ClientStream as Stream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::debug;
@@ -86,6 +87,21 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// Consistency of reads made through [`Client`] (see [`Client::with_consistency`]).
     pub consistency: Consistency,
+    /// TLS to every node (plain TCP when `None`).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings of a client (for nodes with Arakoon's `tls_service`).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The cluster CA: a node is accepted only with a certificate that chains to it and
+    /// names the node (CN or DNS SAN) the client meant to reach.
+    pub roots: Arc<rarakoon_tls::rustls::RootCertStore>,
+    /// The client certificate and key, for nodes that require one
+    /// (`tls_service_validate_peer`); its names decide whether admin operations are allowed.
+    pub identity: Option<rarakoon_tls::Identity>,
+    /// The oldest TLS version accepted.
+    pub version: rarakoon_tls::TlsVersion,
 }
 
 impl ClientConfig {
@@ -105,6 +121,7 @@ impl ClientConfig {
                 ..Limits::default()
             },
             consistency: Consistency::Consistent,
+            tls: None,
         }
     }
 
@@ -254,7 +271,7 @@ impl Sequence {
 /// One connection to one node.
 struct Connection {
     node: String,
-    stream: TcpStream,
+    stream: Stream,
     codec: ClientCodec,
     input: BytesMut,
     output: BytesMut,
@@ -273,12 +290,9 @@ impl Connection {
         node: &str,
         addr: SocketAddr,
         config: &ClientConfig,
+        tls: Option<&Arc<rarakoon_tls::rustls::ClientConfig>>,
     ) -> Result<Connection, Error> {
-        let connect = async {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
-        };
+        let connect = Stream::connect(addr, tls);
         let stream = match tokio::time::timeout(config.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
@@ -324,7 +338,11 @@ impl Connection {
         self.codec
             .encode(request, &mut self.output)
             .map_err(|e| CallFailure::NotSent(Error::from_codec(&self.node, e)))?;
-        match tokio::time::timeout_at(deadline, self.stream.write_all(&self.output)).await {
+        let written = async {
+            self.stream.write_all(&self.output).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout_at(deadline, written).await {
             Ok(Ok(())) => self.output.clear(),
             Ok(Err(source)) => {
                 return Err(CallFailure::NotSent(Error::Io {
@@ -410,6 +428,8 @@ impl Connection {
 
 struct Inner {
     config: ClientConfig,
+    /// With TLS, one configuration per node (its verifier expects that node's name).
+    tls: BTreeMap<String, Arc<rarakoon_tls::rustls::ClientConfig>>,
     /// The connection to the master, if one is open. One request at a time uses it.
     master: tokio::sync::Mutex<Option<Connection>>,
 }
@@ -459,9 +479,23 @@ impl Client {
             return Err(Error::Config("max_attempts must be at least 1".into()));
         }
         let consistency = config.consistency;
+        let mut tls = BTreeMap::new();
+        if let Some(settings) = &config.tls {
+            for name in config.nodes.keys() {
+                let node_config = rarakoon_tls::client_config(
+                    Arc::clone(&settings.roots),
+                    Some(name),
+                    settings.identity.as_ref(),
+                    settings.version,
+                )
+                .map_err(|e| Error::Config(e.to_string()))?;
+                tls.insert(name.clone(), node_config);
+            }
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 master: tokio::sync::Mutex::new(None),
             }),
             consistency,
@@ -486,7 +520,8 @@ impl Client {
         let config = &self.inner.config;
         let mut last_error = String::from("no node answered");
         for (name, addr) in &config.nodes {
-            let mut connection = match Connection::open(name, *addr, config).await {
+            let tls = self.inner.tls.get(name);
+            let mut connection = match Connection::open(name, *addr, config, tls).await {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e.to_string();
@@ -513,7 +548,8 @@ impl Client {
                 last_error = format!("node {name} names master {master_name:?}, not configured");
                 continue;
             };
-            match Connection::open(&master_name, *master_addr, config).await {
+            let tls = self.inner.tls.get(&master_name);
+            match Connection::open(&master_name, *master_addr, config, tls).await {
                 Ok(mut c) => match c.who_master(config.request_timeout).await {
                     Ok(Some(m)) if m == master => {
                         debug!(node = %master_name, "connected to master");

@@ -22,17 +22,19 @@ pub mod memory;
 mod opcode;
 mod request;
 mod response;
+pub mod stream;
 mod types;
 mod update;
 mod wire;
 
-pub use client::{Client, ClientConfig, Sequence};
+pub use client::{Client, ClientConfig, ClientTls, Sequence};
 pub use codec::{ClientCodec, CodecError, ServerCodec, ServerFrame};
 pub use error::Error;
 pub use error_code::{ErrorCode, ErrorReply};
 pub use opcode::{MAGIC, OpClass, Opcode, VERSION};
 pub use request::{Prologue, Request};
 pub use response::{Entry, Reply, Response, encode_reply};
+pub use stream::ClientStream;
 pub use types::{
     ClientCfg, Consistency, Interval, NamedValue, NodeAddress, NurseryCfg, RangeQuery, Routing,
     STATISTICS_SIZE_NAMES, STATISTICS_TIMING_NAMES, Value, VersionInfo,

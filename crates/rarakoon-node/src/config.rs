@@ -15,8 +15,13 @@
 //! - `preferred_master` (one name) and `preferred_masters` (a list) are not both set;
 //! - `max_value_size < max_request_size`, and every size and period lies in a sane range.
 //!
-//! Relative `home_dir` paths are resolved against the directory of the config file, so a
-//! generated config (see `rarakoon-bin local`) can be moved together with its data.
+//! - with `[cluster.tls]`, every node has its `tls` certificate and key (mutual TLS between
+//!   nodes is all or nothing), `version` is "1.2" or "1.3", client certificates are required
+//!   for `admin_names`, and without it no node has one (see [`TlsSection`]).
+//!
+//! Relative `home_dir` paths (and TLS file paths) are resolved against the directory of the
+//! config file, so a generated config (see `rarakoon-bin local`) can be moved together with
+//! its data.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -186,6 +191,51 @@ pub struct ClusterSection {
     /// Most encoded bytes batched into one Paxos value.
     #[serde(default = "default_batch_bytes")]
     pub max_batch_bytes: u64,
+    /// TLS (`[cluster.tls]`); plain TCP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[cluster.tls]`: Arakoon's TLS settings (`tls_ca_cert`, `tls_service`,
+/// `tls_service_validate_peer`, `tls_version`), plus admin names. Present means: every link
+/// between nodes is mutual TLS, each node presenting the certificate of its `[nodes.tls]`,
+/// which must name it (CN or DNS SAN) and be signed by `ca_cert` (ADR 0145).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster CA certificate (PEM) that signs every node's and client's certificate
+    /// (Arakoon's `tls_ca_cert`).
+    pub ca_cert: PathBuf,
+    /// TLS on the client port as well (Arakoon's `tls_service`).
+    #[serde(default)]
+    pub service: bool,
+    /// Clients must present a certificate signed by `ca_cert` (Arakoon's
+    /// `tls_service_validate_peer`; needs `service`).
+    #[serde(default)]
+    pub service_validate_peer: bool,
+    /// The oldest TLS version accepted: "1.2" (1.2 and 1.3, the default) or "1.3"
+    /// (Arakoon's `tls_version`; its "1.0" and "1.1" are refused).
+    #[serde(default = "default_tls_version")]
+    pub version: String,
+    /// When non-empty, admin operations (drop_master, collapse, copy_db_to_head, flush_store,
+    /// optimize_db, defrag_db, get_db) are served only to clients whose certificate carries
+    /// one of these names (needs `service_validate_peer`). Beyond Arakoon.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_names: Vec<String>,
+}
+
+fn default_tls_version() -> String {
+    "1.2".to_owned()
+}
+
+/// A node's `tls` entry (Arakoon's per-node `tls_cert` and `tls_key`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    /// The node's certificate chain (PEM); the certificate must name the node.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM).
+    pub key: PathBuf,
 }
 
 /// `[cluster.messaging]`: bounds on the node-to-node listener, the same on every node (a
@@ -343,6 +393,10 @@ pub struct NodeConfig {
     /// Where the node serves `GET /metrics` and `GET /health` over HTTP (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<SocketAddr>,
+    // --- TLS ---
+    /// The node's certificate and key, required with `[cluster.tls]` (`[nodes.tls]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeTls>,
 }
 
 fn default_lease() -> f64 {
@@ -398,6 +452,7 @@ impl NodeConfig {
             max_snapshot_bytes: defaults::MAX_SNAPSHOT_BYTES,
             fsync: true,
             metrics_address: None,
+            tls: None,
         }
     }
 
@@ -436,6 +491,7 @@ impl ClusterSection {
             learners: Vec::new(),
             max_batch_updates: defaults::MAX_BATCH_UPDATES,
             max_batch_bytes: defaults::MAX_BATCH_BYTES,
+            tls: None,
         }
     }
 }
@@ -493,6 +549,7 @@ impl ClusterConfig {
                 node.home_dir = base_dir.join(&node.home_dir);
             }
         }
+        config.resolve_tls_paths(base_dir);
         config.validate(file)?;
         Ok(config)
     }
@@ -590,6 +647,7 @@ impl ClusterConfig {
                 ),
             });
         }
+        out.extend(self.tls_warnings());
         if self.voters().count().is_multiple_of(2) {
             out.push(ConfigWarning {
                 field: "nodes".to_owned(),
@@ -840,7 +898,128 @@ impl ClusterConfig {
             }
             (_, None) => {}
         }
+        self.validate_tls()
+            .map_err(|(field, problem)| invalid(field, problem))?;
         Ok(())
+    }
+
+    /// Relative TLS file paths are taken relative to the config file's directory.
+    fn resolve_tls_paths(&mut self, base_dir: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        };
+        if let Some(tls) = &mut self.cluster.tls {
+            resolve(&mut tls.ca_cert);
+        }
+        for tls in self.nodes.iter_mut().filter_map(|n| n.tls.as_mut()) {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+    }
+
+    /// The TLS settings hang together (the files are read when the node starts, and by
+    /// `check-config`).
+    fn validate_tls(&self) -> Result<(), (String, String)> {
+        let Some(tls) = &self.cluster.tls else {
+            if let Some(i) = self.nodes.iter().position(|n| n.tls.is_some()) {
+                return Err((
+                    format!("nodes[{i}].tls"),
+                    "is set, but [cluster.tls] is not; TLS is configured for the whole \
+                     cluster (add [cluster.tls] with ca_cert) or for none of it"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        };
+        if tls.ca_cert.as_os_str().is_empty() {
+            return Err(("cluster.tls.ca_cert".into(), "is empty".into()));
+        }
+        tls.version
+            .parse::<rarakoon_tls::TlsVersion>()
+            .map_err(|p| ("cluster.tls.version".to_owned(), p))?;
+        if tls.service_validate_peer && !tls.service {
+            return Err((
+                "cluster.tls.service_validate_peer".into(),
+                "is true, but service is false; client certificates are checked only on a \
+                 TLS client port (set service = true)"
+                    .into(),
+            ));
+        }
+        if !tls.admin_names.is_empty() && !tls.service_validate_peer {
+            return Err((
+                "cluster.tls.admin_names".into(),
+                "is set, but service_validate_peer is false; admin names are read from client \
+                 certificates, so clients must present one (set service = true and \
+                 service_validate_peer = true)"
+                    .into(),
+            ));
+        }
+        for (i, name) in tls.admin_names.iter().enumerate() {
+            if name.is_empty() {
+                return Err((format!("cluster.tls.admin_names[{i}]"), "is empty".into()));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            match &node.tls {
+                None => {
+                    return Err((
+                        format!("nodes[{i}].tls"),
+                        format!(
+                            "is missing; with [cluster.tls] every node needs its certificate \
+                             and key: tls = {{ cert = \"{0}.pem\", key = \"{0}.key\" }}",
+                            node.name
+                        ),
+                    ));
+                }
+                Some(t) if t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty() => {
+                    return Err((
+                        format!("nodes[{i}].tls"),
+                        "needs both cert and key paths".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClusterConfig {
+    /// Ports reachable from other hosts without TLS: anyone who reaches them can pose as a
+    /// node or run admin operations, so they must be firewalled.
+    fn tls_warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        let service = self.cluster.tls.as_ref().is_some_and(|t| t.service);
+        for (i, node) in self.nodes.iter().enumerate() {
+            if self.cluster.tls.is_none()
+                && let Some(a) = node.addresses.iter().find(|a| !a.ip().is_loopback())
+            {
+                out.push(ConfigWarning {
+                    field: format!("nodes[{i}].addresses"),
+                    message: format!(
+                        "node `{}` listens for peers on {a}, which is not a loopback address, \
+                         without TLS: anyone who can reach it can pose as a node (configure \
+                         [cluster.tls], or firewall the port)",
+                        node.name
+                    ),
+                });
+            }
+            let client = node.client_socket_address();
+            if !service && !client.ip().is_loopback() {
+                out.push(ConfigWarning {
+                    field: format!("nodes[{i}].client_port"),
+                    message: format!(
+                        "node `{}` serves clients on {client}, which is not a loopback address, \
+                         without TLS: anyone who can reach it can read, write and run admin \
+                         operations (set service = true in [cluster.tls], or firewall the port)",
+                        node.name
+                    ),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -996,6 +1175,102 @@ fsync = false
         }
     }
 
+    // --- TLS ---
+    fn with_tls(cluster_tls: &str, n0: &str, n1: &str) -> String {
+        format!(
+            r#"
+[cluster]
+id = "ricky"
+{cluster_tls}
+
+[[nodes]]
+name = "n0"
+addresses = ["127.0.0.1:4010"]
+client_port = 4000
+home_dir = "/tmp/n0"
+{n0}
+
+[[nodes]]
+name = "n1"
+addresses = ["127.0.0.1:4011"]
+client_port = 4001
+home_dir = "n1"
+{n1}
+"#
+        )
+    }
+
+    const TLS_ON: &str = "[cluster.tls]\nca_cert = \"ca.pem\"";
+    const N0: &str = "tls = { cert = \"n0.pem\", key = \"n0.key\" }";
+    const N1: &str = "tls = { cert = \"/abs/n1.pem\", key = \"n1.key\" }";
+
+    #[test]
+    fn tls_is_off_by_default_and_paths_resolve_against_the_config_dir() {
+        assert_eq!(parse(GOOD).unwrap().cluster.tls, None);
+        let c = parse(&with_tls(TLS_ON, N0, N1)).unwrap();
+        let tls = c.cluster.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert, Path::new("/base/ca.pem"));
+        assert!(!tls.service && !tls.service_validate_peer && tls.admin_names.is_empty());
+        assert_eq!(tls.version, "1.2");
+        let n0 = c.nodes[0].tls.as_ref().unwrap();
+        assert_eq!(n0.cert, Path::new("/base/n0.pem"));
+        let n1 = c.nodes[1].tls.as_ref().unwrap();
+        assert_eq!(n1.cert, Path::new("/abs/n1.pem"));
+        assert_eq!(n1.key, Path::new("/base/n1.key"));
+        // Written out and read back, nothing changes.
+        let again = parse(&c.to_toml_string().unwrap()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn tls_settings_must_hang_together() {
+        // A node without a certificate, or a certificate without [cluster.tls].
+        assert_eq!(invalid_field(&with_tls(TLS_ON, N0, "")), "nodes[1].tls");
+        assert_eq!(invalid_field(&with_tls("", N0, N1)), "nodes[0].tls");
+        assert_eq!(invalid_field(&with_tls("", "", N1)), "nodes[1].tls");
+        // Versions: 1.2 and 1.3 only.
+        let v = |ver: &str| with_tls(&format!("{TLS_ON}\nversion = \"{ver}\""), N0, N1);
+        assert!(parse(&v("1.3")).is_ok());
+        assert_eq!(invalid_field(&v("1.0")), "cluster.tls.version");
+        assert_eq!(invalid_field(&v("1.1")), "cluster.tls.version");
+        assert_eq!(invalid_field(&v("")), "cluster.tls.version");
+        // Client certificates need the TLS client port; admin names need client certificates.
+        let extra = |e: &str| with_tls(&format!("{TLS_ON}\n{e}"), N0, N1);
+        assert_eq!(
+            invalid_field(&extra("service_validate_peer = true")),
+            "cluster.tls.service_validate_peer"
+        );
+        assert_eq!(
+            invalid_field(&extra("service = true\nadmin_names = [\"ops\"]")),
+            "cluster.tls.admin_names"
+        );
+        assert_eq!(
+            invalid_field(&extra(
+                "service = true\nservice_validate_peer = true\nadmin_names = [\"\"]"
+            )),
+            "cluster.tls.admin_names[0]"
+        );
+        assert!(
+            parse(&extra(
+                "service = true\nservice_validate_peer = true\nadmin_names = [\"ops\"]"
+            ))
+            .is_ok()
+        );
+        // Unknown keys are refused, as everywhere.
+        assert!(matches!(
+            parse(&extra("tls_ca_cert = \"x\"")),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse(&with_tls(
+                TLS_ON,
+                "tls = { cert = \"a\", key = \"b\", pass = \"c\" }",
+                N1
+            )),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
     // --- [cluster.clients] ---
     #[test]
     fn client_listener_limits_are_read_and_checked() {
@@ -1018,6 +1293,45 @@ fsync = false
             parse(&with("[cluster.clients]\nprologue_timeout = 2")),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn non_loopback_listeners_without_tls_are_warned_about() {
+        let open = GOOD.replace("127.0.0.1:4010", "10.0.0.1:4010").replace(
+            "home_dir = \"/tmp/n0\"",
+            "home_dir = \"/tmp/n0\"\nclient_address = \"0.0.0.0\"",
+        );
+        let warnings = parse(&open).unwrap().warnings();
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert!(fields.contains(&"nodes[0].addresses"), "{warnings:?}");
+        assert!(fields.contains(&"nodes[0].client_port"), "{warnings:?}");
+        assert!(
+            !fields.iter().any(|f| f.starts_with("nodes[1].a")),
+            "{warnings:?}"
+        );
+        // Loopback only: no TLS warning.
+        let quiet = parse(GOOD).unwrap().warnings();
+        assert!(
+            !quiet.iter().any(|w| w.message.contains("TLS")),
+            "{quiet:?}"
+        );
+        // Messaging TLS but a plain client port: only the client port is warned about.
+        let tls = with_tls(TLS_ON, N0, N1).replace("127.0.0.1:4010", "10.0.0.1:4010");
+        let warnings = parse(&tls).unwrap().warnings();
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert!(fields.contains(&"nodes[0].client_port"), "{warnings:?}");
+        assert!(!fields.contains(&"nodes[0].addresses"), "{warnings:?}");
+        let tls = tls.replace(
+            "ca_cert = \"ca.pem\"",
+            "ca_cert = \"ca.pem\"\nservice = true",
+        );
+        assert!(
+            !parse(&tls)
+                .unwrap()
+                .warnings()
+                .iter()
+                .any(|w| w.message.contains("TLS"))
+        );
     }
 
     // --- metrics endpoint ---

@@ -10,7 +10,8 @@
 //! - [`handler`]: Arakoon's client requests answered from the store and the node's role.
 //! - [`metrics`]: the node's Prometheus metrics and `/health`, served over HTTP on
 //!   `metrics_address` when one is configured.
-//! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger.
+//! - [`messaging`] / [`transport`]: node-to-node messages over tcp-messenger; [`tls`]: the
+//!   TLS files of `[cluster.tls]` turned into the messenger's and listener's settings.
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
@@ -33,6 +34,7 @@ pub mod promise;
 pub mod sabotage;
 pub mod stats;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 

@@ -546,6 +546,7 @@ impl Node {
         options: NodeOptions,
     ) -> Result<Node, NodeError> {
         let node: NodeConfig = config.node(name, config_file)?.clone();
+        let tls = crate::tls::load(config, name, config_file)?;
         let lock = HomeLock::acquire(&node.home_dir)?;
         let prepared = {
             let (config, name, file) = (config.clone(), name.to_owned(), config_file.to_owned());
@@ -570,6 +571,7 @@ impl Node {
             peers,
         );
         messenger_config.max_frame = prepared.bounds.max_frame;
+        messenger_config.tls = tls.messenger;
         messenger_config.membership = prepared.membership.view();
         let peer_limits = &config.cluster.messaging;
         messenger_config.idle_timeout = peer_limits.idle_timeout();
@@ -627,6 +629,7 @@ impl Node {
 
         let names_for_metrics = names.clone();
         let mut listener_config = ListenerConfig::new(config.cluster.id.clone());
+        listener_config.tls = tls.listener;
         listener_config.max_connections = node.max_client_connections as usize;
         config.cluster.clients.apply(&mut listener_config);
         listener_config.limits = Limits {

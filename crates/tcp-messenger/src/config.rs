@@ -3,7 +3,11 @@
 use connection_fsm::BackoffConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rarakoon_tls::rustls::RootCertStore;
+use rarakoon_tls::{Identity, TlsVersion};
 
 /// The node-to-node protocol version spoken by this build. Bump it whenever the handshake, the
 /// framing, or the rkyv format (see wire-codec's golden test) changes. Version 3 added the
@@ -64,13 +68,31 @@ pub struct MessengerConfig {
     /// beyond it is closed at once, counted as refused and logged. Bounds the memory and file
     /// descriptors strangers can take: each connection holds at most about one `max_frame`.
     pub max_inbound_connections: usize,
+    /// Mutual TLS on every link (off when `None`). With it, every link is a TLS session in
+    /// which both sides present a certificate signed by `roots`; the listener accepts a
+    /// hello only when the claimed node name is one of the names of the certificate the
+    /// peer presented, and the connecting side accepts a listener only when its certificate
+    /// names the peer it dialled (see rarakoon-tls).
+    pub tls: Option<MessengerTls>,
+}
+
+/// The TLS material of a messenger: every node of a cluster presents its own certificate,
+/// signed by the cluster CA, and checks its peers' against the same CA.
+#[derive(Debug, Clone)]
+pub struct MessengerTls {
+    /// The cluster CA.
+    pub roots: Arc<RootCertStore>,
+    /// This node's certificate chain and key; the certificate must name this node.
+    pub identity: Identity,
+    /// The oldest TLS version accepted.
+    pub version: TlsVersion,
 }
 
 impl MessengerConfig {
     /// A configuration with default bounds: queues of 4096 messages and 64 MiB, an inbox of
     /// 4096 messages and 64 MiB, 16 MiB frames, batches of up to 256 messages, default
     /// backoff, a 10 s dead-peer timeout, a 30 s idle timeout with a keepalive every 5 s, at
-    /// most 64 inbound connections.
+    /// most 64 inbound connections, no TLS.
     pub fn new(
         node_name: impl Into<String>,
         cluster_id: impl Into<String>,
@@ -95,6 +117,7 @@ impl MessengerConfig {
             idle_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(5),
             max_inbound_connections: 64,
+            tls: None,
         }
     }
 }

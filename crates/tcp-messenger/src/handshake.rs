@@ -135,6 +135,19 @@ impl Hello {
     }
 }
 
+/// With TLS: whether the certificate a peer presented (its `names`, see
+/// `rarakoon_tls::cert_names`) allows it to claim `claimed`; `Err` carries the reason.
+pub fn check_identity(claimed: &str, names: &[String]) -> Result<(), String> {
+    if names.iter().any(|n| n == claimed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "claims to be node {claimed:?} but its certificate names {names:?}; a node's \
+             certificate must carry its node name (CN or DNS SAN)"
+        ))
+    }
+}
+
 /// Read exactly one frame of type `T` (payload at most `max_frame` bytes) from `stream`,
 /// without reading past it: the bytes that follow belong to whoever reads next.
 pub(crate) async fn read_frame<T: WireMessage>(
@@ -196,6 +209,20 @@ mod tests {
             "{view}"
         );
         assert!(view.contains("\"a\"") && view.contains("\"b\""), "{view}");
+    }
+
+    #[test]
+    fn identity_must_be_a_certificate_name() {
+        let names = vec!["node_1".to_owned(), "alias".to_owned()];
+        assert_eq!(check_identity("node_1", &names), Ok(()));
+        assert_eq!(check_identity("alias", &names), Ok(()));
+        let e = check_identity("node_2", &names).unwrap_err();
+        assert!(e.contains("node_2") && e.contains("node_1"), "{e}");
+        assert!(check_identity("node_1", &[]).is_err());
+        assert!(check_identity("", &names).is_err());
+        // Case and prefixes do not match.
+        assert!(check_identity("NODE_1", &names).is_err());
+        assert!(check_identity("node_", &names).is_err());
     }
 
     #[test]

@@ -13,23 +13,27 @@
 //! peer's link sends a keepalive frame, length 0, when it has nothing else to say); a
 //! delivered message holds its frame's bytes of the inbox budget until the application drops
 //! its [`InboxBytes`](crate::InboxBytes), and a reader waits for budget before delivering.
+//! With TLS, nothing is read outside a TLS session whose client certificate chains to the
+//! cluster CA, and a hello is accepted only when the node name it claims is one of that
+//! certificate's names; the TLS handshake and the hello share one `handshake_timeout`.
 
 use crate::counters::{Gauge, InboundCounters, bump};
-use crate::handshake::{Hello, HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
+use crate::handshake::{Hello, HelloReply, MAX_HANDSHAKE_FRAME, check_identity, read_frame};
 use crate::messenger::{InboxBytes, Incoming};
 use bytes::{Buf, BytesMut};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Instant, timeout_at};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use wire_codec::{Frame, FrameCodec, LENGTH_PREFIX, WireMessage};
+use wire_codec::{DecodeError, Frame, FrameCodec, LENGTH_PREFIX, WireMessage};
 
 /// Read buffer grown in steps of this size.
 const READ_CHUNK: usize = 64 * 1024;
@@ -61,6 +65,9 @@ pub(crate) struct InboundContext<T> {
     pub counters: Arc<InboundCounters>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// Mutual TLS: every connection must complete a TLS handshake with a certificate signed
+    /// by the cluster CA first.
+    pub tls: Option<rarakoon_tls::tokio_rustls::TlsAcceptor>,
 }
 
 /// Accept connections until shutdown.
@@ -111,15 +118,65 @@ pub(crate) async fn run_listener<T: WireMessage + Send + 'static>(
     debug!("listener stopped");
 }
 
-async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &InboundContext<T>) {
+async fn serve<T: WireMessage>(stream: TcpStream, addr: SocketAddr, ctx: &InboundContext<T>) {
     crate::socket::tune(&stream, ctx.dead_peer_timeout);
-    let hello = match tokio::time::timeout(
-        ctx.handshake_timeout,
+    // One deadline for the TLS handshake and the hello together.
+    let deadline = Instant::now() + ctx.handshake_timeout;
+    let Some(acceptor) = &ctx.tls else {
+        return shake_and_read(stream, addr, None, deadline, ctx).await;
+    };
+    match timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let names = rarakoon_tls::peer_names(tls.get_ref().1);
+            shake_and_read(tls, addr, Some(names), deadline, ctx).await;
+        }
+        Ok(Err(e)) => {
+            warn!(
+                %addr,
+                error = %e,
+                "refused connection: TLS handshake failed (TLS is required on this port, with a \
+                 certificate signed by the cluster CA; plain TCP, no certificate, an expired one \
+                 or another CA's are refused)"
+            );
+            bump(&ctx.counters.refused_handshakes, 1);
+        }
+        Err(_elapsed) => {
+            warn!(%addr, timeout = ?ctx.handshake_timeout, "refused connection: no TLS handshake in time");
+            bump(&ctx.counters.refused_handshakes, 1);
+        }
+    }
+}
+
+/// The messaging handshake on an open (plain or TLS) stream, then the messages. `names` are
+/// the names of the peer's certificate when the stream is TLS.
+async fn shake_and_read<S, T>(
+    mut stream: S,
+    addr: SocketAddr,
+    names: Option<Vec<String>>,
+    deadline: Instant,
+    ctx: &InboundContext<T>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: WireMessage,
+{
+    let hello = match timeout_at(
+        deadline,
         read_frame::<Hello>(&mut stream, MAX_HANDSHAKE_FRAME),
     )
     .await
     {
         Ok(Ok(hello)) => hello,
+        Ok(Err(DecodeError::FrameTooLarge { len, .. }))
+            if names.is_none() && rarakoon_tls::looks_like_tls(&len.to_le_bytes()) =>
+        {
+            warn!(
+                %addr,
+                "refused connection: the peer opened a TLS session, but TLS is not configured \
+                 on this node's messaging port (configure [cluster.tls] on every node, or on none)"
+            );
+            bump(&ctx.counters.refused_handshakes, 1);
+            return;
+        }
         Ok(Err(e)) => {
             warn!(%addr, error = %e, "refused connection: bad handshake");
             bump(&ctx.counters.refused_handshakes, 1);
@@ -131,20 +188,27 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
             return;
         }
     };
-    let verdict = hello
-        .judge(
+    // The certificate is checked first: a peer that is not who it claims learns nothing
+    // else (not even our membership view) from the refusal.
+    let verdict = match &names {
+        Some(names) => check_identity(&hello.node_name, names),
+        None => Ok(()),
+    }
+    .and_then(|()| {
+        hello.judge(
             &ctx.node_name,
             &ctx.cluster_id,
             ctx.protocol_version,
             &ctx.peers,
             &ctx.membership,
         )
-        .and_then(|()| {
-            ctx.peers
-                .get(&hello.node_name)
-                .cloned()
-                .ok_or_else(|| format!("node name {:?} is not a peer", hello.node_name))
-        });
+    })
+    .and_then(|()| {
+        ctx.peers
+            .get(&hello.node_name)
+            .cloned()
+            .ok_or_else(|| format!("node name {:?} is not a peer", hello.node_name))
+    });
     let from = match verdict {
         Ok(from) => from,
         Err(reason) => {
@@ -155,6 +219,7 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
                 node = ?hello.node_name,
                 cluster = ?hello.cluster_id,
                 version = hello.protocol_version,
+                certificate_names = ?names,
                 %reason,
                 "refused connection"
             );
@@ -162,9 +227,11 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
             // Best effort: tell the other side why, so its log says it too.
             let reply = HelloReply::Refused { reason };
             if let Ok(frame) = Frame::encode(&reply, MAX_HANDSHAKE_FRAME) {
-                let _ =
-                    tokio::time::timeout(ctx.handshake_timeout, stream.write_all(frame.as_bytes()))
-                        .await;
+                let _ = tokio::time::timeout(ctx.handshake_timeout, async {
+                    stream.write_all(frame.as_bytes()).await?;
+                    stream.flush().await
+                })
+                .await;
             }
             return;
         }
@@ -180,17 +247,21 @@ async fn serve<T: WireMessage>(mut stream: TcpStream, addr: SocketAddr, ctx: &In
             return;
         }
     };
-    if let Err(e) = stream.write_all(frame.as_bytes()).await {
+    let written = async {
+        stream.write_all(frame.as_bytes()).await?;
+        stream.flush().await
+    };
+    if let Err(e) = written.await {
         debug!(peer = %from, %addr, error = %e, "link from peer closed during handshake");
         return;
     }
-    info!(peer = %from, %addr, "link from peer up");
+    info!(peer = %from, %addr, tls = names.is_some(), "link from peer up");
     read_messages(stream, addr, from, ctx).await;
 }
 
 /// Decode frames until EOF, an error, a silence past the idle timeout, or the inbox is gone.
-async fn read_messages<T: WireMessage>(
-    mut stream: TcpStream,
+async fn read_messages<S: AsyncRead + Unpin, T: WireMessage>(
+    mut stream: S,
     addr: SocketAddr,
     from: Arc<str>,
     ctx: &InboundContext<T>,

@@ -13,6 +13,11 @@
 //! - a stranger's bytes never crash the node: bad handshakes and bad frames close only that
 //!   connection, with a log line naming the peer.
 //!
+//! With [`MessengerConfig::tls`] every link is a mutual-TLS session (rustls, see rarakoon-tls):
+//! both sides present a certificate signed by the cluster CA, and a peer is accepted only under
+//! a name its certificate carries (CN or DNS SAN), so a valid certificate of one node cannot
+//! pose as another; the handshake frames and messages are the same inside the session.
+//!
 //! Links are one-directional: A's messages to B travel on the connection A opened to B, and B's
 //! replies on the one B opened to A.
 
@@ -24,7 +29,7 @@ mod messenger;
 mod outgoing;
 mod socket;
 
-pub use config::{MessengerConfig, PROTOCOL_VERSION};
+pub use config::{MessengerConfig, MessengerTls, PROTOCOL_VERSION};
 pub use connection_fsm::BackoffConfig;
 pub use counters::{Counters, PeerCounters};
 pub use handshake::{Hello, HelloReply, MAX_MEMBERSHIP_LEN, MAX_NAME_LEN, membership_mismatch};

@@ -214,6 +214,29 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
         };
         let hello = Frame::encode(&hello, MAX_HANDSHAKE_FRAME)
             .map_err(|e| StartError::Config(format!("cannot encode our handshake: {e}")))?;
+        let tls = config.tls.as_ref();
+        let acceptor = tls
+            .map(|tls| {
+                rarakoon_tls::server_config(
+                    &tls.identity,
+                    Some(Arc::clone(&tls.roots)),
+                    tls.version,
+                )
+                .map(rarakoon_tls::tokio_rustls::TlsAcceptor::from)
+            })
+            .transpose()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        if let Some(tls) = tls {
+            // Our peers check that our certificate names us; better to say so at start.
+            let names = tls.identity.names();
+            if !names.contains(&config.node_name) {
+                return Err(StartError::Config(format!(
+                    "this node's certificate names {names:?}, not {:?}: peers would refuse it \
+                     (a node's certificate must carry its node name as CN or DNS SAN)",
+                    config.node_name
+                )));
+            }
+        }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut links = BTreeMap::new();
@@ -226,6 +249,18 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
                 config.queue_bytes,
                 Frame::len,
             );
+            let connector = tls
+                .map(|tls| {
+                    rarakoon_tls::client_config(
+                        Arc::clone(&tls.roots),
+                        Some(peer),
+                        Some(&tls.identity),
+                        tls.version,
+                    )
+                    .map(rarakoon_tls::tokio_rustls::TlsConnector::from)
+                })
+                .transpose()
+                .map_err(|e| StartError::Config(e.to_string()))?;
             let counters = Arc::new(LinkCounters::default());
             let (established_tx, established) = watch::channel(0);
             let ctx = LinkContext {
@@ -241,6 +276,7 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
                 counters: Arc::clone(&counters),
                 established: established_tx,
                 shutdown: shutdown.clone(),
+                tls: connector,
             };
             tracker.spawn(run_link(ctx, rx));
             links.insert(
@@ -285,6 +321,7 @@ impl<T: WireMessage + Send + 'static> Messenger<T> {
             counters: Arc::clone(&inbound),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
+            tls: acceptor,
         });
         tracker.spawn(run_listener(listener, ctx));
         let inner = Inner {

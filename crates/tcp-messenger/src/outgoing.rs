@@ -7,7 +7,9 @@
 //! task never touches the queue's senders, so `send` never waits for it; an established link
 //! never stays silent longer than `keepalive_interval` (it writes a keepalive frame, a
 //! length prefix of 0, when there was nothing else), so the peer's idle timeout only closes
-//! links that are really dead or were never a peer's.
+//! links that are really dead or were never a peer's. With TLS, the TLS handshake (which
+//! checks that the listener's certificate names the peer we dialled) and the hello share the
+//! handshake deadline.
 
 use crate::counters::{LinkCounters, bump};
 use crate::handshake::{HelloReply, MAX_HANDSHAKE_FRAME, read_frame};
@@ -15,7 +17,7 @@ use bytes::BytesMut;
 use connection_fsm::{Action, BackoffConfig, ConnectionFsm, Event, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -47,11 +49,14 @@ pub(crate) struct LinkContext {
     /// Number of links established so far.
     pub established: watch::Sender<u64>,
     pub shutdown: CancellationToken,
+    /// Mutual TLS: a connector whose verifier expects the peer's name.
+    pub tls: Option<rarakoon_tls::tokio_rustls::TlsConnector>,
 }
 
 enum HandshakeFailure {
     Refused(String),
     Failed(String),
+    Tls(String),
 }
 
 enum LinkEnd {
@@ -149,7 +154,7 @@ pub(crate) async fn run_link(ctx: LinkContext, mut queue: leaky_buffer::Receiver
 async fn attempt(
     ctx: &LinkContext,
     fsm: &mut ConnectionFsm,
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     queue: &mut leaky_buffer::Receiver<Frame>,
 ) -> Option<Action> {
@@ -157,10 +162,45 @@ async fn attempt(
     let Action::Handshake { deadline } = fsm.step(now(), Event::Connected, jitter()) else {
         return None;
     };
+    let deadline = Instant::from_std(deadline);
+    match &ctx.tls {
+        None => carry(ctx, fsm, stream, addr, queue, deadline).await,
+        Some(connector) => {
+            let connected = tokio::select! {
+                biased;
+                () = ctx.shutdown.cancelled() => return None,
+                r = timeout_at(deadline, connector.connect(rarakoon_tls::server_name(), stream)) => r,
+            };
+            let failure = match connected {
+                Ok(Ok(tls)) => return carry(ctx, fsm, tls, addr, queue, deadline).await,
+                Ok(Err(e)) => {
+                    warn!(peer = %ctx.peer, %addr, error = %e, "TLS handshake with peer failed");
+                    Event::HandshakeFailed
+                }
+                Err(_elapsed) => {
+                    debug!(peer = %ctx.peer, %addr, "TLS handshake with peer timed out");
+                    Event::DeadlineReached
+                }
+            };
+            bump(&ctx.counters.failed_attempts, 1);
+            Some(fsm.step(now(), failure, jitter()))
+        }
+    }
+}
+
+/// The messaging handshake on an open (plain or TLS) stream and, if accepted, the messages.
+async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &LinkContext,
+    fsm: &mut ConnectionFsm,
+    mut stream: S,
+    addr: SocketAddr,
+    queue: &mut leaky_buffer::Receiver<Frame>,
+    deadline: Instant,
+) -> Option<Action> {
     let shaken = tokio::select! {
         biased;
         () = ctx.shutdown.cancelled() => return None,
-        r = timeout_at(Instant::from_std(deadline), handshake(ctx, &mut stream)) => r,
+        r = timeout_at(deadline, handshake(ctx, &mut stream)) => r,
     };
     let event = match shaken {
         Ok(Ok(())) => Event::HandshakeAccepted,
@@ -168,6 +208,10 @@ async fn attempt(
             // Debug-quoted: the reason is the remote side's text.
             warn!(peer = %ctx.peer, %addr, ?reason, "peer refused our handshake");
             bump(&ctx.counters.refused_by_peer, 1);
+            Event::HandshakeFailed
+        }
+        Ok(Err(HandshakeFailure::Tls(reason))) => {
+            warn!(peer = %ctx.peer, %addr, %reason, "TLS session with peer failed");
             Event::HandshakeFailed
         }
         Ok(Err(HandshakeFailure::Failed(reason))) => {
@@ -203,12 +247,24 @@ async fn attempt(
     }
 }
 
-async fn handshake(ctx: &LinkContext, stream: &mut TcpStream) -> Result<(), HandshakeFailure> {
-    let failed = |e: std::io::Error| HandshakeFailure::Failed(e.to_string());
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &LinkContext,
+    stream: &mut S,
+) -> Result<(), HandshakeFailure> {
+    let failed = |e: std::io::Error| {
+        // A TLS alert from the listener (it refused our certificate) arrives as an I/O error
+        // of kind InvalidData on the first read.
+        if ctx.tls.is_some() && e.kind() == std::io::ErrorKind::InvalidData {
+            HandshakeFailure::Tls(e.to_string())
+        } else {
+            HandshakeFailure::Failed(e.to_string())
+        }
+    };
     stream
         .write_all(ctx.hello.as_bytes())
         .await
         .map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
     match read_frame::<HelloReply>(stream, MAX_HANDSHAKE_FRAME).await {
         Ok(HelloReply::Accepted {
             node_name,
@@ -238,12 +294,12 @@ async fn handshake(ctx: &LinkContext, stream: &mut TcpStream) -> Result<(), Hand
 }
 
 /// Write queued frames in batches until the queue closes or the link breaks.
-async fn pump(
+async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &LinkContext,
-    stream: TcpStream,
+    stream: S,
     queue: &mut leaky_buffer::Receiver<Frame>,
 ) -> LinkEnd {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut batch: Vec<Frame> = Vec::with_capacity(ctx.batch_limit);
     let mut out = BytesMut::new();
     let mut probe = [0u8; 1];
@@ -251,7 +307,7 @@ async fn pump(
     loop {
         tokio::select! {
             () = sleep_until(quiet_since + ctx.keepalive_interval) => {
-                if let Err(e) = writer.write_all(&KEEPALIVE).await {
+                if let Err(e) = write_flushed(&mut writer, &KEEPALIVE).await {
                     return LinkEnd::Broken(format!("keepalive write failed: {e}"));
                 }
                 quiet_since = Instant::now();
@@ -262,13 +318,13 @@ async fn pump(
                 }
                 // One write per batch; a lone frame is written from its own buffer, uncopied.
                 let written = if let [only] = batch.as_slice() {
-                    writer.write_all(only.as_bytes()).await
+                    write_flushed(&mut writer, only.as_bytes()).await
                 } else {
                     out.clear();
                     for frame in &batch {
                         out.extend_from_slice(frame.as_bytes());
                     }
-                    writer.write_all(&out).await
+                    write_flushed(&mut writer, &out).await
                 };
                 let count = batch.len() as u64;
                 batch.clear();
@@ -293,4 +349,11 @@ async fn pump(
             }
         }
     }
+}
+
+/// Write all of `bytes` and flush: a TLS stream holds written bytes in its session until
+/// flushed (for a plain TCP stream the flush does nothing).
+async fn write_flushed<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }

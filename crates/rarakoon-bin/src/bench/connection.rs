@@ -20,15 +20,16 @@
 //!   after which Arakoon closes the connection), no new request is written on it; the
 //!   requests already sent get their answers, then the task finds the master again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rarakoon_client::{ClientCodec, ErrorCode, Limits, Prologue, Reply, Request, Response};
+use rarakoon_client::{
+    ClientCodec, ClientStream, ErrorCode, Limits, Prologue, Reply, Request, Response,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
@@ -88,6 +89,14 @@ pub struct Settings {
     pub nodes: Vec<(String, SocketAddr)>,
     /// Time allowed for one request's reply (and for opening a connection).
     pub timeout: Duration,
+    /// Per node name, its TLS configuration (`None` or absent: plain TCP).
+    pub tls: BTreeMap<String, crate::direct::Tls>,
+}
+
+impl Settings {
+    fn tls(&self, name: &str) -> crate::direct::Tls {
+        self.tls.get(name).cloned().flatten()
+    }
 }
 
 struct Job {
@@ -166,7 +175,7 @@ async fn run(settings: Arc<Settings>, endpoint: Endpoint, mut jobs: mpsc::Receiv
 }
 
 /// Opens a connection to the endpoint (the master found anew) and sends the prologue.
-async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<TcpStream, Failure> {
+async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<ClientStream, Failure> {
     let (name, addr) = match endpoint {
         Endpoint::Node(name, addr) => (name.clone(), *addr),
         Endpoint::Master => find_master(settings)
@@ -181,10 +190,11 @@ async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<TcpStream, Fai
         },
         &mut prologue,
     );
+    let tls = settings.tls(&name);
     let connect = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let mut stream = ClientStream::connect(addr, tls.as_ref()).await?;
         stream.write_all(&prologue).await?;
+        stream.flush().await?;
         Ok::<_, std::io::Error>(stream)
     };
     match tokio::time::timeout(settings.timeout, connect).await {
@@ -197,20 +207,67 @@ async fn open(settings: &Settings, endpoint: &Endpoint) -> Result<TcpStream, Fai
     }
 }
 
+/// Opens a new connection to `endpoint`, sends `request`, reads its reply and closes: the
+/// `connect` workload, which measures connection setup (TCP, TLS, prologue) plus one round
+/// trip.
+pub async fn call_fresh(
+    settings: &Settings,
+    endpoint: &Endpoint,
+    request: Request,
+) -> Result<Reply, Failure> {
+    // A PING names the cluster (a node answers another cluster's id with E_WRONG_CLUSTER).
+    let request = match request {
+        Request::Ping { client_id, .. } => Request::Ping {
+            client_id,
+            cluster_id: Bytes::from(settings.cluster_id.clone()),
+        },
+        other => other,
+    };
+    let exchange = async {
+        let mut stream = open(settings, endpoint).await?;
+        let mut codec = ClientCodec::new(Limits::default());
+        let mut out = BytesMut::new();
+        codec
+            .encode(&request, &mut out)
+            .map_err(|e| Failure::ConnectionLost(format!("cannot encode: {e}")))?;
+        let lost = |e: std::io::Error| Failure::ConnectionLost(e.to_string());
+        stream.write_all(&out).await.map_err(lost)?;
+        stream.flush().await.map_err(lost)?;
+        let mut input = BytesMut::with_capacity(1024);
+        loop {
+            match codec.decode(&mut input) {
+                Ok(Some((_, reply))) => {
+                    let _ = stream.shutdown().await;
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Failure::ConnectionLost(format!("bad reply: {e}"))),
+            }
+            if stream.read_buf(&mut input).await.map_err(lost)? == 0 {
+                return Err(Failure::ConnectionLost("closed by the node".into()));
+            }
+        }
+    };
+    tokio::time::timeout(settings.timeout, exchange)
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+}
+
 /// The master's name and client address: a node names it and it confirms, as the Rust
 /// client checks it.
 pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), String> {
-    let ask = |addr| {
+    let ask = |name: &str, addr| {
         crate::direct::call(
             &settings.cluster_id,
             addr,
             &Request::WhoMaster,
             settings.timeout,
+            settings.tls(name),
         )
     };
     let mut last = String::from("no node answered");
     for (name, addr) in &settings.nodes {
-        match ask(*addr).await {
+        match ask(name, *addr).await {
             Ok(Ok(Response::WhoMaster(Some(master)))) => {
                 let Some((master_name, master_addr)) =
                     settings.nodes.iter().find(|(n, _)| n.as_bytes() == master)
@@ -221,7 +278,7 @@ pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), St
                     );
                     continue;
                 };
-                match ask(*master_addr).await {
+                match ask(master_name, *master_addr).await {
                     Ok(Ok(Response::WhoMaster(Some(again)))) if again == master => {
                         return Ok((master_name.clone(), *master_addr));
                     }
@@ -240,7 +297,7 @@ pub async fn find_master(settings: &Settings) -> Result<(String, SocketAddr), St
 /// Serves one open connection until it breaks, is redirected, or the run ends.
 async fn serve(
     settings: &Settings,
-    mut stream: TcpStream,
+    stream: ClientStream,
     first: Option<Job>,
     jobs: &mut mpsc::Receiver<Job>,
 ) -> Ended {
@@ -252,6 +309,8 @@ async fn serve(
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut refused = false;
+    // Written since the last completed flush (a TLS stream may hold the bytes until then).
+    let mut unflushed = false;
     let enqueue =
         |job: Job, codec: &mut ClientCodec, output: &mut BytesMut, pending: &mut VecDeque<_>| {
             match codec.encode(&job.request, output) {
@@ -266,7 +325,7 @@ async fn serve(
     if let Some(job) = first {
         enqueue(job, &mut codec, &mut output, &mut pending);
     }
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let ended = loop {
         if refused && pending.is_empty() {
             break Ended::Redirect;
@@ -300,13 +359,23 @@ async fn serve(
                 },
                 Err(e) => break broken(&e.to_string()),
             },
-            written = writer.write_buf(&mut output), if !output.is_empty() => {
-                if let Err(e) = written {
-                    break broken(&e.to_string());
+            written = async {
+                if !output.is_empty() {
+                    writer.write_buf(&mut output).await?;
+                }
+                // A TLS stream may hold what it took until flushed; a flush cut short by
+                // another branch is taken up again on the next turn (`unflushed`).
+                writer.flush().await?;
+                Ok::<_, std::io::Error>(output.is_empty())
+            }, if !output.is_empty() || unflushed => {
+                match written {
+                    Ok(all_out) => unflushed = !all_out,
+                    Err(e) => break broken(&e.to_string()),
                 }
             }
             job = jobs.recv(), if !refused && output.len() < MAX_BUFFERED_OUTPUT => match job {
                 Some(job) => {
+                    unflushed = true;
                     enqueue(job, &mut codec, &mut output, &mut pending);
                     while output.len() < MAX_BUFFERED_OUTPUT
                         && let Ok(job) = jobs.try_recv()
@@ -386,7 +455,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use rarakoon_client::{ServerCodec, ServerFrame};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -429,6 +498,7 @@ mod tests {
             cluster_id: "c".into(),
             nodes: vec![("n0".into(), addr)],
             timeout,
+            tls: BTreeMap::new(),
         })
     }
 

@@ -192,6 +192,7 @@ fn workload_name(w: Workload) -> &'static str {
         Workload::Sequence => "sequence",
         Workload::Range => "range",
         Workload::Prefix => "prefix",
+        Workload::Connect => "connect",
     }
 }
 
@@ -215,7 +216,8 @@ pub async fn run(args: BenchArgs, log_format: LogFormat) -> anyhow::Result<u8> {
             "starting a throwaway {}-node cluster",
             args.local_nodes
         ));
-        let cluster = Throwaway::start(args.local_nodes, log_format, &mut signals).await?;
+        let cluster =
+            Throwaway::start(args.local_nodes, args.tls, log_format, &mut signals).await?;
         let target = ClusterTarget {
             cluster_id: cluster.config.cluster.id.clone(),
             nodes: cluster
@@ -226,6 +228,7 @@ pub async fn run(args: BenchArgs, log_format: LogFormat) -> anyhow::Result<u8> {
                 .collect(),
             timeout: Duration::from_secs_f64(args.target.timeout_secs),
             find_master_for: cluster.find_master_for(),
+            tls: crate::tls::config_settings(&cluster.config)?,
         };
         (target, Some(cluster))
     } else {
@@ -318,6 +321,11 @@ async fn measure(
         cluster_id: target.cluster_id.clone(),
         nodes: target.nodes.clone(),
         timeout: target.timeout,
+        tls: target
+            .nodes
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), target.direct_tls(name)?)))
+            .collect::<anyhow::Result<_>>()?,
     });
     let endpoint = match node {
         Some(name) => {
@@ -356,6 +364,22 @@ async fn measure(
         facts.at_least_index = Some(0);
     }
 
+    // Connection setup is measured against one node, found once: a master lookup per
+    // connection would add its own round trips.
+    let fresh = if plan.shape.workload == crate::cli::Workload::Connect {
+        let endpoint = match &endpoint {
+            Endpoint::Master => {
+                let (name, addr) = connection::find_master(&settings)
+                    .await
+                    .map_err(|why| anyhow::anyhow!("no master: {why}"))?;
+                Endpoint::Node(name, addr)
+            }
+            node => node.clone(),
+        };
+        Some((settings.clone(), endpoint))
+    } else {
+        None
+    };
     let per_connection = plan.clients.div_ceil(plan.connections) as usize;
     let connections: Vec<Connection> = (0..plan.connections)
         .map(|_| Connection::spawn(settings.clone(), endpoint.clone(), per_connection))
@@ -385,6 +409,7 @@ async fn measure(
     for c in 0..plan.clients {
         let client = Client {
             conn: connections[(c % plan.connections) as usize].clone(),
+            fresh: fresh.clone(),
             shape: shape.clone(),
             rng: Rng::new(plan.seed, u64::from(c)),
             clock,
@@ -527,6 +552,8 @@ struct Clock {
 /// One bench client: one request in flight at a time.
 struct Client {
     conn: Connection,
+    /// The `connect` workload: every request on a new connection to this endpoint.
+    fresh: Option<(Arc<connection::Settings>, Endpoint)>,
     shape: Arc<Shape>,
     rng: Rng,
     clock: Clock,
@@ -544,6 +571,13 @@ struct ClientOutcome {
 }
 
 impl Client {
+    async fn call(&self, request: Request) -> Result<rarakoon_client::Reply, connection::Failure> {
+        match &self.fresh {
+            Some((settings, endpoint)) => connection::call_fresh(settings, endpoint, request).await,
+            None => self.conn.call(request).await,
+        }
+    }
+
     async fn closed_loop(mut self) -> ClientOutcome {
         let mut tally = Tally::new();
         let mut sent = 0;
@@ -551,7 +585,7 @@ impl Client {
         while !*self.stop.borrow() && Instant::now() < self.clock.end {
             let (op, request) = self.shape.next(&mut self.rng);
             let started = Instant::now();
-            let result = self.conn.call(request).await;
+            let result = self.call(request).await;
             finished = Instant::now();
             if started >= self.clock.measure_from {
                 sent += 1;
@@ -593,7 +627,7 @@ impl Client {
                 intended
             };
             let (op, request) = self.shape.next(&mut self.rng);
-            let result = self.conn.call(request).await;
+            let result = self.call(request).await;
             finished = Instant::now();
             if intended >= self.clock.measure_from {
                 sent += 1;

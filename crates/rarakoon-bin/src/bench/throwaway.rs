@@ -32,6 +32,7 @@ impl Throwaway {
     /// a node exiting meanwhile stops the others and fails.
     pub async fn start(
         nodes: u16,
+        tls: bool,
         log_format: LogFormat,
         signals: &mut StopSignals,
     ) -> anyhow::Result<Throwaway> {
@@ -39,7 +40,10 @@ impl Throwaway {
             .prefix("rarakoon-bench-")
             .tempdir()
             .context("cannot create a temporary directory for the --local cluster")?;
-        let generated = local::generate_config_on_os_ports(usize::from(nodes))?;
+        let mut generated = local::generate_config_on_os_ports(usize::from(nodes))?;
+        if tls {
+            crate::tls::generate_local(&mut generated, dir.path())?;
+        }
         let config_file = dir.path().join(local::CONFIG_FILE_NAME);
         std::fs::write(&config_file, generated.to_toml_string()?)
             .with_context(|| format!("cannot write {}", config_file.display()))?;

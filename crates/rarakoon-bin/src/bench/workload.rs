@@ -28,6 +28,8 @@ pub enum OpKind {
     Range,
     /// PREFIX_KEYS.
     Prefix,
+    /// A PING on a new connection.
+    Connect,
 }
 
 impl OpKind {
@@ -40,6 +42,7 @@ impl OpKind {
             OpKind::Sequence => "sequence",
             OpKind::Range => "range",
             OpKind::Prefix => "prefix",
+            OpKind::Connect => "connect",
         }
     }
 }
@@ -170,6 +173,13 @@ impl Shape {
     pub fn next(&self, rng: &mut Rng) -> (OpKind, Request) {
         let n = rng.below(self.keys.count());
         match self.workload {
+            Workload::Connect => (
+                OpKind::Connect,
+                Request::Ping {
+                    client_id: Bytes::from_static(b"rarakoon-bench"),
+                    cluster_id: Bytes::new(),
+                },
+            ),
             Workload::Set => (OpKind::Set, self.set(n)),
             Workload::Get => (OpKind::Get, self.get(n)),
             Workload::Mixed => {

@@ -223,6 +223,10 @@ struct Connection<'a, H> {
     output: BytesMut,
     /// Most bytes `output` held since it was last replaced.
     output_high: usize,
+    /// Bytes were written since the last completed flush: a TLS stream may still hold them
+    /// in its session (plain TCP flushes at once), so they must be flushed before the
+    /// connection can count as done writing.
+    unflushed: bool,
     pipeline: Pipeline<'a>,
     blocked: Option<Blocked>,
     ledger: Ledger<'a>,
@@ -258,6 +262,7 @@ impl<'a, H: Handler> Connection<'a, H> {
             input_alloc: 0,
             output: BytesMut::new(),
             output_high: 0,
+            unflushed: false,
             pipeline: Pipeline::default(),
             blocked: None,
             ledger: Ledger::new(&shared.budget, &shared.stats),
@@ -534,11 +539,16 @@ impl<'a, H: Handler> Connection<'a, H> {
         if self.stop.is_some() {
             self.admitting = false;
             self.reading = false;
-            if self.output.is_empty() {
+            if !self.writing() {
                 return self.stop.take();
             }
         }
         None
+    }
+
+    /// Replies are queued or written but not yet flushed.
+    fn writing(&self) -> bool {
+        !self.output.is_empty() || self.unflushed
     }
 
     fn can_read(&self) -> bool {
@@ -569,14 +579,14 @@ impl<'a, H: Handler> Connection<'a, H> {
             && self.input.is_empty()
             && self.pipeline.is_empty()
             && self.blocked.is_none()
-            && self.output.is_empty()
+            && !self.writing()
             && self.streaming.is_none();
         self.idle_since = if idle {
             Some(self.idle_since.unwrap_or(now))
         } else {
             None
         };
-        if self.output.is_empty() {
+        if !self.writing() {
             self.write_since = None;
         } else if self.write_since.is_none() {
             self.write_since = Some(now);
@@ -657,6 +667,7 @@ impl<'a, H: Handler> Connection<'a, H> {
                     return Poll::Ready(Event::Failed(std::io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(_)) => {
+                    self.unflushed = true;
                     self.write_since = Some(Instant::now());
                     if self.output.is_empty()
                         && self.output_high > 2 * self.config().max_queued_reply_bytes
@@ -666,6 +677,16 @@ impl<'a, H: Handler> Connection<'a, H> {
                         self.output_high = 0;
                     }
                     self.ledger.set_queued_reply(self.output.len());
+                    return Poll::Ready(Event::Wrote);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if self.output.is_empty() && self.unflushed {
+            match pin!(stream.flush()).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
                     return Poll::Ready(Event::Wrote);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),

@@ -30,6 +30,14 @@
 //! - Every connection runs in its own task. A client that does not send its prologue in time,
 //!   dribbles a request, stays idle too long or stops reading its replies is closed by a
 //!   timeout (prologue, frame, idle, write), counted in [`ListenerStats`]; it delays only itself.
+//! - With [`ListenerConfig::tls`], nothing is read from a connection outside a TLS session
+//!   (the handshake must complete within the prologue timeout; a failed one is logged and
+//!   counted in [`StatsSnapshot::refused_tls`]), and when [`ListenerTls::admin_names`] is set,
+//!   an admin request ([`OpClass::Admin`](crate::OpClass::Admin): `drop_master`,
+//!   `collapse_tlogs`, `copy_db_to_head`, `flush_store`, `optimize_db`, `defrag_db`, `get_db`)
+//!   reaches the handler only from a client whose certificate carries one of those names;
+//!   others get `E_NOT_SUPPORTED` and the connection is closed. Written replies are flushed
+//!   (a TLS session may hold records until then) before a connection counts as done writing.
 //! - After a protocol error the reference's answer is written (if it has one) and the
 //!   connection is closed; after an error reply the connection is closed when the handler's
 //!   [`Outcome`] says so (by default: Arakoon's "closed after" column, §4.1).
@@ -70,6 +78,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,14 +86,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::error_code::ErrorReply;
-use crate::opcode::Opcode;
+use crate::error_code::{ErrorCode, ErrorReply};
+use crate::opcode::{OpClass, Opcode};
 use crate::request::Request;
 use crate::response::{Reply, Response};
 use crate::wire::Limits;
@@ -103,6 +112,18 @@ pub struct ConnectionInfo {
     pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
+    /// With TLS, the names (CN and DNS SANs) of the certificate the client presented (empty
+    /// when it presented none); `None` on a plain TCP connection.
+    pub tls_names: Option<Arc<[String]>>,
+}
+
+impl ConnectionInfo {
+    /// Whether the client's certificate carries one of `names`.
+    pub fn has_name_in(&self, names: &BTreeSet<String>) -> bool {
+        self.tls_names
+            .as_deref()
+            .is_some_and(|own| own.iter().any(|n| names.contains(n)))
+    }
 }
 
 /// What the handler answers to one request.
@@ -315,6 +336,20 @@ pub struct ListenerConfig {
     /// On shutdown, how long connections may take to finish the requests in hand before
     /// they are aborted.
     pub shutdown_grace: Duration,
+    /// TLS on the client port (plain TCP when `None`).
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS on the client port (Arakoon's `tls_service`).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// The server configuration (see `rarakoon_tls::server_config`): the node's certificate,
+    /// and client certificates required when it was built with client roots (Arakoon's
+    /// `tls_service_validate_peer`).
+    pub config: Arc<rarakoon_tls::rustls::ServerConfig>,
+    /// When set, admin operations are served only to clients whose certificate carries one
+    /// of these names (requires client certificates, or nobody could run them).
+    pub admin_names: Option<BTreeSet<String>>,
 }
 
 impl ListenerConfig {
@@ -346,6 +381,7 @@ impl ListenerConfig {
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -375,6 +411,7 @@ impl ListenerConfig {
 #[derive(Debug)]
 struct Shared {
     config: ListenerConfig,
+    tls: Option<Arc<rarakoon_tls::rustls::ServerConfig>>,
     budget: budget::Budget,
     stats: Arc<ListenerStats>,
 }
@@ -423,14 +460,22 @@ impl Listener {
         let local_addr = socket.local_addr()?;
         let config = config.normalized();
         let stats = Arc::new(ListenerStats::default());
+        let tls = config.tls.as_ref().map(|tls| Arc::clone(&tls.config));
+        let admin_names = config.tls.as_ref().and_then(|tls| tls.admin_names.clone());
+        let handler = Arc::new(AdminGuard {
+            inner: handler,
+            admin_names,
+            stats: stats.clone(),
+        });
         let shared = Arc::new(Shared {
+            tls,
             budget: budget::Budget::new(config.memory_budget, config.connection_allowance),
             config,
             stats: stats.clone(),
         });
         let (tx, rx) = watch::channel(false);
+        info!(%local_addr, tls = shared.tls.is_some(), "client listener started");
         let task = tokio::spawn(accept_loop(socket, shared, handler, rx));
-        info!(%local_addr, "client listener started");
         Ok(Listener {
             local_addr,
             shutdown: ShutdownHandle { tx: Arc::new(tx) },
@@ -499,24 +544,50 @@ async fn accept_loop<H: Handler>(
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                let info = ConnectionInfo { id, peer };
                 let handler = handler.clone();
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    connection::serve(stream, info, &shared, &*handler, shutdown).await;
+                    match &shared.tls {
+                        None => {
+                            let info = ConnectionInfo {
+                                id,
+                                peer,
+                                tls_names: None,
+                            };
+                            connection::serve(stream, info, &shared, &*handler, shutdown).await;
+                        }
+                        Some(acceptor) => {
+                            if let Some(tls) = accept_tls(acceptor, stream, peer, &shared).await {
+                                let names = rarakoon_tls::peer_names(tls.get_ref().1);
+                                let info = ConnectionInfo {
+                                    id,
+                                    peer,
+                                    tls_names: Some(names.into()),
+                                };
+                                connection::serve(tls, info, &shared, &*handler, shutdown).await;
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
             Err(_) => {
                 debug!(%peer, "refusing connection: too many clients");
                 ListenerStats::count(&shared.stats.refused_too_many);
-                connections.spawn(refuse(
-                    stream,
-                    ErrorReply::too_many_clients(),
-                    shared.clone(),
-                    shutdown.clone(),
-                ));
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let reply = ErrorReply::too_many_clients();
+                    match &shared.tls {
+                        None => refuse(stream, reply, &shared, shutdown).await,
+                        Some(acceptor) => {
+                            if let Some(tls) = accept_tls(acceptor, stream, peer, &shared).await {
+                                refuse(tls, reply, &shared, shutdown).await;
+                            }
+                        }
+                    }
+                });
             }
         }
     }
@@ -535,16 +606,91 @@ async fn accept_loop<H: Handler>(
     }
 }
 
-async fn refuse(
-    mut stream: TcpStream,
+/// The TLS handshake of a client connection, within the prologue timeout; `None` (logged and
+/// counted) when it fails.
+async fn accept_tls(
+    config: &Arc<rarakoon_tls::rustls::ServerConfig>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<rarakoon_tls::tokio_rustls::server::TlsStream<TcpStream>> {
+    let timeout = shared.config.prologue_timeout;
+    let acceptor = rarakoon_tls::tokio_rustls::TlsAcceptor::from(Arc::clone(config));
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            warn!(
+                %peer,
+                error = %e,
+                "refused client connection: TLS handshake failed (this port requires TLS; plain \
+                 TCP, a missing client certificate where one is required, an expired one or \
+                 another CA's are refused)"
+            );
+            ListenerStats::count(&shared.stats.refused_tls);
+            None
+        }
+        Err(_) => {
+            warn!(%peer, ?timeout, "refused client connection: no TLS handshake in time");
+            ListenerStats::count(&shared.stats.refused_tls);
+            None
+        }
+    }
+}
+
+/// Serves admin requests only to clients with an admin name, when admin names are set.
+struct AdminGuard<H> {
+    inner: Arc<H>,
+    admin_names: Option<BTreeSet<String>>,
+    stats: Arc<ListenerStats>,
+}
+
+impl<H: Handler> Handler for AdminGuard<H> {
+    async fn handle(&self, connection: &ConnectionInfo, request: Request) -> Outcome {
+        if let Some(admins) = &self.admin_names
+            && request.opcode().class() == OpClass::Admin
+            && !connection.has_name_in(admins)
+        {
+            let names = connection.tls_names.as_deref().unwrap_or_default();
+            warn!(
+                peer = %connection.peer,
+                id = connection.id,
+                request = request.opcode().name(),
+                certificate_names = ?names,
+                "refused admin request: the client certificate carries no admin name"
+            );
+            ListenerStats::count(&self.stats.refused_admin);
+            return ErrorReply::new(
+                ErrorCode::NotSupported,
+                format!(
+                    "{} refused: the client certificate names {names:?}, none of which is an \
+                     admin name of this cluster",
+                    request.opcode().name()
+                ),
+            )
+            .into();
+        }
+        self.inner.handle(connection, request).await
+    }
+
+    fn admission(&self, request: &Request) -> Admission {
+        self.inner.admission(request)
+    }
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     reply: ErrorReply,
-    shared: Arc<Shared>,
+    shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut out = BytesMut::new();
     reply.encode(&mut out);
     let config = &shared.config;
-    if let Ok(Ok(())) = tokio::time::timeout(config.write_timeout, stream.write_all(&out)).await {
+    let written = async {
+        stream.write_all(&out).await?;
+        stream.flush().await
+    };
+    if let Ok(Ok(())) = tokio::time::timeout(config.write_timeout, written).await {
         // The client sends its prologue at once: a small budget avoids a reset.
         tokio::select! {
             _ = connection::linger(&mut stream, 64 * 1024, config.linger) => {}

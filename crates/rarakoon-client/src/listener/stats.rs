@@ -31,6 +31,8 @@ pub struct ListenerStats {
     pub(super) closed_idle_timeout: AtomicU64,
     pub(super) closed_write_timeout: AtomicU64,
     pub(super) refused_too_many: AtomicU64,
+    pub(super) refused_tls: AtomicU64,
+    pub(super) refused_admin: AtomicU64,
 }
 
 /// A gauge and its high-water mark.
@@ -101,6 +103,11 @@ pub struct StatsSnapshot {
     pub closed_write_timeout: u64,
     /// Connections refused with `0xFE "too many clients"`.
     pub refused_too_many: u64,
+    /// Connections whose TLS handshake failed or timed out (plain TCP on a TLS port, no
+    /// client certificate where one is required, an expired or foreign one).
+    pub refused_tls: u64,
+    /// Admin requests refused because the client's certificate carries no admin name.
+    pub refused_admin: u64,
 }
 
 impl ListenerStats {
@@ -130,6 +137,8 @@ impl ListenerStats {
             closed_idle_timeout: count(&self.closed_idle_timeout),
             closed_write_timeout: count(&self.closed_write_timeout),
             refused_too_many: count(&self.refused_too_many),
+            refused_tls: count(&self.refused_tls),
+            refused_admin: count(&self.refused_admin),
         }
     }
 
