@@ -96,6 +96,21 @@ impl std::fmt::Display for End {
     }
 }
 
+/// The log text for a protocol error; a prologue that is really the start of a TLS handshake
+/// (a record of type 0x16, version 3.x) says so, since that is a client configured for TLS
+/// talking to a port that serves plain TCP.
+fn describe_protocol_error(e: &crate::ProtocolError) -> String {
+    match e {
+        crate::ProtocolError::BadPrologue { magic, .. } if magic & 0xffff == 0x0316 => {
+            format!(
+                "{e}: the bytes are a TLS handshake, but this client port serves plain TCP \
+                 (the client uses TLS; set `service = true` in [cluster.tls] to serve TLS here)"
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Serves one accepted connection until it ends, then closes it.
 pub(super) async fn serve<S, H>(
     mut stream: S,
@@ -528,7 +543,7 @@ impl<'a, H: Handler> Connection<'a, H> {
                     reply.encode(&mut self.output);
                     self.ledger.set_queued_reply(self.output.len());
                 }
-                self.stop = Some(End::Protocol(e.to_string()));
+                self.stop = Some(End::Protocol(describe_protocol_error(&e)));
             } else if self.shutting_down {
                 self.stop = Some(End::Shutdown);
             } else if self.eof && self.input_exhausted {
@@ -736,5 +751,39 @@ impl<'a, H: Handler> Connection<'a, H> {
             }
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tls_hint_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::describe_protocol_error;
+    use crate::{CodecError, Limits, ServerCodec};
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    fn error_for(first_bytes: &[u8]) -> String {
+        let mut codec = ServerCodec::new(Limits::default());
+        let mut input = BytesMut::from(first_bytes);
+        match codec.decode(&mut input) {
+            Err(CodecError::Protocol(e)) => describe_protocol_error(&e),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tls_client_hello_on_a_plain_port_is_named_as_such() {
+        // The first bytes of a TLS ClientHello record (OpenSSL, rustls and Python all start
+        // with a handshake record, type 0x16, legacy version 3.1), then the record length.
+        let hello = [
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0,
+        ];
+        let e = error_for(&hello);
+        assert!(e.contains("TLS handshake"), "{e}");
+        assert!(e.contains("[cluster.tls]"), "{e}");
+        // Any other bad prologue is reported as before.
+        let e = error_for(&[0xde, 0xad, 0xbe, 0xef, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(e.contains("bad prologue"), "{e}");
+        assert!(!e.contains("TLS"), "{e}");
     }
 }
