@@ -665,6 +665,10 @@ impl Node {
                         let messenger = messenger.clone();
                         Box::new(move || messenger.counters())
                     },
+                    client_stats: {
+                        let stats = listener.stats();
+                        Box::new(move || Some(stats.snapshot()))
+                    },
                 };
                 match MetricsServer::start(addr, endpoint, MetricsLimits::default()).await {
                     Ok(server) => Some(server),

@@ -124,6 +124,9 @@ pub struct Endpoint {
     pub node: String,
     /// Reads the messenger's counters.
     pub peer_counters: Box<dyn Fn() -> Counters + Send + Sync>,
+    /// The client listener's counters now.
+    pub client_stats:
+        Box<dyn Fn() -> Option<rarakoon_client::listener::StatsSnapshot> + Send + Sync>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -147,6 +150,7 @@ impl Endpoint {
             shared: &self.shared,
             peers: &peers,
             names: &self.names,
+            clients: (self.client_stats)(),
         })
     }
 
@@ -319,6 +323,13 @@ mod tests {
             names: vec!["n0".into(), "n1".into()],
             node: "n0".into(),
             peer_counters: Box::new(Counters::default),
+            client_stats: Box::new(|| {
+                Some(rarakoon_client::listener::StatsSnapshot {
+                    connections: 3,
+                    requests_in_flight: 2,
+                    ..Default::default()
+                })
+            }),
         }
     }
 
@@ -404,6 +415,21 @@ mod tests {
         assert!(matches!(role.value, prometheus_parse::Value::Gauge(v) if v == 1.0));
         assert!(scrape.samples.iter().any(
             |s| s.metric == "rarakoon_requests_total" && s.labels.get("opcode") == Some("set")
+        ));
+        let gauge = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| s.value.clone())
+        };
+        assert!(matches!(
+            gauge("rarakoon_client_connections"),
+            Some(prometheus_parse::Value::Gauge(v)) if v == 3.0
+        ));
+        assert!(matches!(
+            gauge("rarakoon_client_requests_in_flight"),
+            Some(prometheus_parse::Value::Gauge(v)) if v == 2.0
         ));
 
         assert_eq!(get(addr, &request("GET", "/nope")).await.0, 404);

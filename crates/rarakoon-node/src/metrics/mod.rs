@@ -107,6 +107,9 @@ pub struct NodeMetrics {
     storage_jobs_waiting: Gauge,
     store_keys: Gauge,
     store_bytes: Gauge,
+    client_connections: Gauge,
+    client_request_bytes: Gauge,
+    client_requests_in_flight: Gauge,
     peer_sent: Family<PeerLabel, Counter>,
     peer_dropped: Family<PeerLabel, Counter>,
     peer_lost: Family<PeerLabel, Counter>,
@@ -138,6 +141,8 @@ pub struct Scrape<'a> {
     pub peers: &'a Counters,
     /// Peer names by `NodeId` (index), this node included.
     pub names: &'a [String],
+    /// The client listener's counters (absent before the listener runs).
+    pub clients: Option<rarakoon_client::listener::StatsSnapshot>,
 }
 
 impl NodeMetrics {
@@ -169,6 +174,9 @@ impl NodeMetrics {
             storage_jobs_waiting: Gauge::default(),
             store_keys: Gauge::default(),
             store_bytes: Gauge::default(),
+            client_connections: Gauge::default(),
+            client_request_bytes: Gauge::default(),
+            client_requests_in_flight: Gauge::default(),
             peer_sent: Family::default(),
             peer_dropped: Family::default(),
             peer_lost: Family::default(),
@@ -274,6 +282,21 @@ impl NodeMetrics {
             m.snapshot_requests_served.clone(),
         );
         r.register("store_keys", "Keys in the store", m.store_keys.clone());
+        r.register(
+            "client_connections",
+            "Client connections being served",
+            m.client_connections.clone(),
+        );
+        r.register(
+            "client_request_bytes",
+            "Request bytes the client listener holds (partial, read ahead or in flight)",
+            m.client_request_bytes.clone(),
+        );
+        r.register(
+            "client_requests_in_flight",
+            "Client requests handed to the node and not yet answered",
+            m.client_requests_in_flight.clone(),
+        );
         r.register(
             "store_bytes",
             "Sum of the lengths of all keys and values in the store",
@@ -416,6 +439,13 @@ impl NodeMetrics {
         self.applied_index
             .set(to_i64(stats.applied_index.unwrap_or(0)));
         self.store_keys.set(to_i64(stats.key_count));
+        if let Some(clients) = scrape.clients {
+            let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+            self.client_connections.set(gauge(clients.connections));
+            self.client_request_bytes.set(gauge(clients.request_bytes));
+            self.client_requests_in_flight
+                .set(gauge(clients.requests_in_flight));
+        }
         self.store_bytes.set(to_i64(stats.payload_bytes));
         let waiting = shared.progress.borrow().jobs_waiting;
         self.storage_jobs_waiting
