@@ -31,18 +31,9 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        use rustls_pki_types::pem::PemObject;
         let ca = TestCa::new(name).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap(),
-            )
-            .unwrap();
-        Pki {
-            ca,
-            roots: Arc::new(roots),
-        }
+        let roots = ca.roots().unwrap();
+        Pki { ca, roots }
     }
 
     fn identity(&self, leaf: Leaf) -> Identity {

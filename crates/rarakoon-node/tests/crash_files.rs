@@ -142,12 +142,7 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
     'script: for step in script {
         match step {
             Step::Persist(p) => {
-                if let Some(first) = p.entries.first() {
-                    log.split_off(&first.index);
-                }
-                for e in &p.entries {
-                    log.insert(e.index, e.value.clone());
-                }
+                write_into(&mut log, p);
                 if jobs_tx.blocking_send(Job::Persist(p.clone())).is_err() {
                     failed = true;
                     break;
@@ -166,12 +161,7 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
             }
             Step::Round(persists) => {
                 for p in persists {
-                    if let Some(first) = p.entries.first() {
-                        log.split_off(&first.index);
-                    }
-                    for e in &p.entries {
-                        log.insert(e.index, e.value.clone());
-                    }
+                    write_into(&mut log, p);
                     if jobs_tx.blocking_send(Job::Persist(p.clone())).is_err() {
                         failed = true;
                         break 'script;
@@ -260,6 +250,16 @@ fn run_with(cfg: &StorageConfig, fs: &SimFs, script: &[Step], halt: Option<u64>)
     acked
 }
 
+/// Applies persist `p` to a model of the log: its entries replace everything from the first.
+fn write_into(log: &mut BTreeMap<Index, Value>, p: &Persist) {
+    if let Some(first) = p.entries.first() {
+        log.split_off(&first.index);
+    }
+    for e in &p.entries {
+        log.insert(e.index, e.value.clone());
+    }
+}
+
 /// Every value `script` writes at each index (any of them may be on disk after a crash).
 fn written(script: &[Step]) -> BTreeMap<Index, Vec<Value>> {
     let mut out: BTreeMap<Index, Vec<Value>> = BTreeMap::new();
@@ -327,12 +327,7 @@ fn check_after_crash(fs: &SimFs, script: &[Step], acked: &Acked, what: &str) {
     }
     let mut durable_log: BTreeMap<Index, Value> = BTreeMap::new();
     for p in &acked.durable {
-        if let Some(first) = p.entries.first() {
-            durable_log.split_off(&first.index);
-        }
-        for e in &p.entries {
-            durable_log.insert(e.index, e.value.clone());
-        }
+        write_into(&mut durable_log, p);
     }
     if let Some(installed) = acked.installed {
         assert!(

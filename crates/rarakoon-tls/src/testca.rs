@@ -124,6 +124,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
 #[derive(Debug)]
 pub struct TestCa {
     cert_pem: String,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -142,6 +143,7 @@ impl TestCa {
         let cert = params.self_signed(&key).map_err(gen_error)?;
         Ok(TestCa {
             cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
             issuer: Issuer::new(params, key),
         })
     }
@@ -149,6 +151,15 @@ impl TestCa {
     /// The CA certificate in PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// A root store that trusts exactly this CA (what `load_roots` makes of its file).
+    pub fn roots(&self) -> Result<std::sync::Arc<rustls::RootCertStore>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.cert_der.clone())
+            .map_err(|e| TlsError::Config(format!("cannot trust the test CA: {e}")))?;
+        Ok(std::sync::Arc::new(roots))
     }
 
     /// Writes the CA certificate to `path`.
