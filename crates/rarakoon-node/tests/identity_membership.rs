@@ -3,7 +3,6 @@
 //! the home's record refuses to start, naming the difference.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +12,9 @@ use paxos_core::{NodeId, Value};
 use rarakoon_client::{Client, ClientConfig};
 use rarakoon_node::membership::{self, MEMBERSHIP_FILE, Membership};
 use rarakoon_node::{ClusterConfig, Node, NodeError, promise, storage};
+use support::{free_port, set_retrying};
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod support;
 
 /// A node entry: (name, messaging port, client port).
 type Entry = (String, u16, u16);
@@ -100,7 +94,7 @@ async fn a_reordered_config_keeps_the_history_of_each_node() {
     let first = config(dir.path(), "t", &[&e[0], &e[1]], &["abe"]);
     let node = Node::start(&first, "zed", &file).await.unwrap();
     let c = client(&first, &["zed"]);
-    c.set("k", "v").await.unwrap();
+    set_retrying(&c, "k", "v").await;
     assert_eq!(c.who_master().await.unwrap().as_deref(), Some(&b"zed"[..]));
     node.stop().await.unwrap();
     let (ballots, masters, promised) = history(&first, "zed");
@@ -122,7 +116,7 @@ async fn a_reordered_config_keeps_the_history_of_each_node() {
     let node = Node::start(&second, "zed", &file).await.unwrap();
     let c = client(&second, &["zed"]);
     assert_eq!(c.get("k").await.unwrap(), "v");
-    c.set("k2", "v2").await.unwrap();
+    set_retrying(&c, "k2", "v2").await;
     assert_eq!(c.who_master().await.unwrap().as_deref(), Some(&b"zed"[..]));
     node.stop().await.unwrap();
     let (ballots, masters, promised) = history(&second, "zed");
@@ -155,7 +149,7 @@ async fn nodes_given_different_orders_form_one_cluster() {
     }
     let c = client(&configs[0], &["a", "b", "c"]);
     for i in 0..20 {
-        c.set(format!("k{i}"), format!("v{i}")).await.unwrap();
+        set_retrying(&c, &format!("k{i}"), &format!("v{i}")).await;
     }
     let master = c.who_master().await.unwrap().unwrap();
     for n in nodes {
@@ -191,7 +185,7 @@ async fn a_changed_membership_refuses_to_start_naming_the_difference() {
     let e = entries(&["n0", "n1", "n2"]);
     let original = config(dir.path(), "t", &[&e[0], &e[1]], &["n1"]);
     let node = Node::start(&original, "n0", &file).await.unwrap();
-    client(&original, &["n0"]).set("k", "v").await.unwrap();
+    set_retrying(&client(&original, &["n0"]), "k", "v").await;
     node.stop().await.unwrap();
     let home = original.nodes[0].home_dir.clone();
     let record = std::fs::read(home.join(MEMBERSHIP_FILE)).unwrap();
@@ -264,7 +258,7 @@ async fn a_home_from_before_the_record_adopts_the_config_order() {
     )
     .unwrap();
     let node = Node::start(&cfg, "zed", &file).await.unwrap();
-    client(&cfg, &["zed"]).set("k", "v").await.unwrap();
+    set_retrying(&client(&cfg, &["zed"]), "k", "v").await;
     node.stop().await.unwrap();
     let record = membership::load(&write_ahead_log::StdFs, &home)
         .unwrap()

@@ -9,13 +9,44 @@ use std::time::Duration;
 use rarakoon_client::{Client, ClientConfig};
 use rarakoon_node::ClusterConfig;
 
-/// A loopback port free at the time of asking.
+/// A loopback port that is free now, chosen below Linux's ephemeral range (32768..) so
+/// that no outgoing connection of another test can take it between this check and the
+/// node's bind. Ports come from a per-process counter starting at a pid-derived offset, so
+/// one config never names the same port twice (binding port 0 twice in a row can hand
+/// back the same port: CI saw `client endpoint ... is already used by another listener`).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // A different offset from rarakoon-bin's harness, so the two binaries rarely meet.
+    let base = std::process::id().wrapping_mul(104_729) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+        assert!(
+            n < SPAN,
+            "no free port between {FIRST} and {}",
+            FIRST + SPAN
+        );
+    }
+}
+
+/// `set` retried while the outcome is indeterminate. A set is idempotent, so retrying it
+/// is what an application would do; on a loaded 2-core machine a 1 s lease can lapse
+/// under a write (CI saw "lost master role during wait_for_accepteds").
+pub async fn set_retrying(c: &Client, key: &str, value: &str) {
+    for _ in 0..20 {
+        match c.set(key.to_owned(), value.to_owned()).await {
+            Ok(()) => return,
+            Err(rarakoon_client::Error::Indeterminate { .. }) => continue,
+            Err(e) => panic!("set {key}: {e}"),
+        }
+    }
+    panic!("set {key}: indeterminate 20 times");
 }
 
 /// A cluster `t` of `nodes` nodes `n0..` on free ports, homes under `dir`, lease 1 s.
