@@ -741,3 +741,47 @@ fn a_catch_up_answer_slower_than_the_retransmit_interval_is_still_taken() {
         "{out:?}"
     );
 }
+
+/// `witnessed` (Arakoon's `node_is`) records what a checked message showed of its sender's
+/// log, and nothing from a message that failed its checks.
+#[test]
+fn witnessed_records_only_checked_messages() {
+    let mut core = started(1, 3);
+    let t = 2 * LEASE;
+    assert_eq!(core.witnessed().count(), 0, "nothing heard yet");
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(0),
+    };
+    // Malformed: the index is beyond any real log, and the ballot is not the sender's.
+    for (from, index) in [(NodeId(0), u64::MAX), (NodeId(2), 1)] {
+        step(
+            &mut core,
+            t,
+            Event::Message {
+                from,
+                msg: Message::Accept {
+                    ballot,
+                    index,
+                    value: batch(1),
+                    committed: 0,
+                },
+            },
+        );
+    }
+    assert_eq!(core.witnessed().count(), 0, "malformed accepts recorded");
+    step(
+        &mut core,
+        t,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::Accept {
+                ballot,
+                index: 1,
+                value: batch(1),
+                committed: 0,
+            },
+        },
+    );
+    assert_eq!(core.witnessed().collect::<Vec<_>>(), vec![(NodeId(0), 1)]);
+}

@@ -248,4 +248,40 @@ fn every_admin_opcode_has_a_command_answered_per_node() {
     let (code, out, _) = admin(slave, &["statistics"]);
     assert_eq!(code, 0);
     assert!(out.contains("node_is") && out.contains(slave), "{out}");
+    // node_is on the master names every node with the index it holds, as Arakoon's does: the
+    // master's own applied index, and each slave's last acknowledgement (they catch up to it).
+    wait_for(
+        "the master's node_is to show every node at its index",
+        CONVERGE,
+        || {
+            let (code, out, _) = admin(&master, &["statistics"]);
+            assert_eq!(code, 0, "{out}");
+            let node_is = node_is(&out);
+            let own = node_is.iter().find(|(n, _)| n == &master)?.1;
+            (node_is.len() == 3 && own >= 4 && node_is.iter().all(|(_, i)| *i == own)).then_some(())
+        },
+    );
+    // A slave names itself and its master.
+    let (_, out, _) = admin(slave, &["statistics"]);
+    let names: Vec<String> = node_is(&out).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&slave.to_owned()) && names.contains(&master),
+        "{out}"
+    );
+}
+
+/// The `node_is` entries of `admin statistics` output: (name, index) per line under it.
+fn node_is(out: &str) -> Vec<(String, u64)> {
+    let mut lines = out.lines().skip_while(|l| l.trim() != "node_is:");
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let depth = header.len() - header.trim_start().len();
+    lines
+        .take_while(|l| l.len() - l.trim_start().len() > depth)
+        .filter_map(|l| {
+            let (name, index) = l.trim().split_once(": ")?;
+            Some((name.to_owned(), index.parse().ok()?))
+        })
+        .collect()
 }

@@ -94,6 +94,12 @@ pub enum Input {
     },
     /// Give up the master role (admin drop_master).
     DropMaster,
+    /// The log index each other node was last seen to hold (STATISTICS' `node_is`,
+    /// [`paxos_core::Core::witnessed`]), answered on `reply`.
+    Witnessed {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<(NodeId, Index)>>,
+    },
     /// Collapse now (admin), answering on `reply`.
     Collapse {
         /// Where the result goes.
@@ -568,6 +574,9 @@ impl Driver {
                 drop(held);
             }
             Input::DropMaster => self.step(Event::DropMaster),
+            Input::Witnessed { reply } => {
+                let _ = reply.send(self.core.witnessed().collect());
+            }
             Input::Collapse { reply } => self.submit(Job::Collapse {
                 force: true,
                 reply: Some(reply),

@@ -173,6 +173,7 @@ impl Core {
             tracing::warn!(me = %self.cfg.me, peer = %from, index, "accept with a value outside the batch bounds ignored");
             return;
         }
+        self.witness(from, index);
         self.max_round = self.max_round.max(ballot.round);
         let learner = self.my_role() == Role::Learner;
         // Any accept, even one we must refuse, shows its owner believes it is master: honour

@@ -148,6 +148,9 @@ impl Core {
         if !self.votes(from) || index == 0 || index > self.last_index() {
             return;
         }
+        if matches!(&self.phase, Phase::Master(m) if m.ballot == ballot) {
+            self.witness(from, index);
+        }
         self.record_accepted(from, ballot, index, out);
     }
 

@@ -193,6 +193,11 @@ pub struct Core {
     /// Highest index emitted as `Apply` (or covered by an installed snapshot / the recovered
     /// committed index): applies come strictly in order after it.
     pub(crate) applied: Index,
+    /// The log index each other node was last seen to hold (Arakoon's `node_is`), by
+    /// `NodeId`: from the accepts a master sends us and the acknowledgements we receive as
+    /// master, each recorded only after the message passed its checks. Statistics only: no
+    /// decision reads it.
+    pub(crate) witnessed: Vec<Option<Index>>,
 }
 
 /// Highest log index the core accepts from a peer or the driver: far beyond any real log, and
@@ -212,7 +217,9 @@ impl Core {
                 voter_mask |= 1 << i;
             }
         }
+        let witnessed = vec![None; cfg.nodes.len()];
         Ok(Core {
+            witnessed,
             quorum: cfg.quorum_size(),
             voter_mask,
             cfg,
@@ -681,6 +688,28 @@ impl Core {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The log index each other node was last seen to hold (Arakoon's `node_is`): from the
+    /// accepts of the master we follow, or the acknowledgements of the nodes we lead. Nodes
+    /// not heard from since start are left out; this node's own entry is the caller's (its
+    /// store's applied index).
+    pub fn witnessed(&self) -> impl Iterator<Item = (NodeId, Index)> + '_ {
+        self.witnessed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| Some((NodeId(u8::try_from(i).ok()?), (*w)?)))
+    }
+
+    /// Records that `node` holds index `index` (see [`Core::witnessed`]).
+    pub(crate) fn witness(&mut self, node: NodeId, index: Index) {
+        debug_assert!(
+            index <= MAX_INDEX,
+            "witnessed index {index} not range-checked"
+        );
+        if let Some(w) = self.witnessed.get_mut(node.index()) {
+            *w = Some(index);
+        }
     }
 
     /// What Arakoon's admin commands report.
