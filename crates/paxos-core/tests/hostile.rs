@@ -1,4 +1,4 @@
-//! Hostile peer input (issue 9, part 2): every field of every message is range-checked before
+//! Hostile peer input (ADR 0101): every field of every message is range-checked before
 //! it is used, allocated for or looped over, and catch-up answers are taken only from the peer
 //! asked, for what was asked. One message must never abort a node or break its invariants.
 //!
@@ -606,7 +606,7 @@ fn hostile_input_never_panics_nor_breaks_invariants() {
     }
 }
 
-// ---- Targeted cases (each one a hole found by review, issue 9). ----
+// ---- Targeted cases (each one a hole found by review, ADR 0101). ----
 
 fn promise_with_entry_at(index: Index) -> (Core, Vec<Effect>) {
     let mut core = receiver(Receiver::Candidate);

@@ -1,4 +1,4 @@
-//! Safety across crashes, driven message by message with real cores (issue 9, part 1): a
+//! Safety across crashes, driven message by message with real cores (ADR 0100): a
 //! ballot is never used twice, so no two values are ever accepted under one (ballot, index),
 //! and a peer that breaks that rule is refused, not answered.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,7 +33,7 @@ fn x() -> Value {
     }])
 }
 
-/// The scenario of issue 9, part 1 (3 voters, forced master A):
+/// The scenario of ADR 0100 (3 voters, forced master A):
 /// 1. A commits `Master{A}` at index 1, proposes X at index 2; X reaches only A's disk; A
 ///    crashes.
 /// 2. A restarts and stands; whatever it sends reaches B and C, except that its accepts reach

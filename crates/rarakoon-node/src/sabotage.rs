@@ -1,5 +1,5 @@
 //! Broken-on-purpose switches, so the deterministic simulator can prove each of its checkers
-//! catches the bug it is for (issue 10).
+//! catches the bug it is for (ADR 0140).
 //!
 //! The fields exist only with the `test-support` cargo feature (off in every production
 //! build); without it [`Sabotage`] is empty and every accessor returns `false`, so the

@@ -13,7 +13,7 @@
 //! accept in that ballot can exist, before a restart would recover the ballot and pick a higher
 //! one. (Before this rule a candidate took office on the others' promises while its own promise
 //! was still in flight; a crash then let it stand again with the same ballot and propose a
-//! different value at an index an acceptor already held in that ballot — issue 9.) Promises are
+//! different value at an index an acceptor already held in that ballot — the ballot-reuse-after-crash bug, ADR 0100.) Promises are
 //! counted only for the candidacy's ballot once its prepare went out, and only if their entries
 //! are exactly the contiguous run from the candidacy's base up, within the log bound.
 

@@ -213,7 +213,7 @@ pub fn paused_master_resumes() -> (SimReport, bool, bool) {
 
 /// Issue 9, part 1: a ballot must never be used twice, across any crash. A forced master `A`
 /// whose disk is 500x slower than its peers' (50 ms fsyncs against 0.1 ms) crashes, again and
-/// again, while its own promise persist is outstanding, as in the issue's reproduction:
+/// again, while its own promise persist is outstanding, as in the reproduction of ADR 0100:
 ///
 /// 1. `A`'s accepts are cut off from `B` and `C`; a client value `X` reaches `A`'s disk only;
 ///    `A` crashes.

@@ -171,7 +171,7 @@ impl SimOptions {
         o.max_in_flight = r.range(1, 8) as usize;
         // Drawn last so that adding it kept every earlier seed's other options unchanged.
         o.power_failures = r.chance(300);
-        // Disk latency and crashes between persist and durable (issue 9), drawn after
+        // Disk latency and crashes between persist and durable (ADR 0106), drawn after
         // everything above for the same reason.
         let total = voters + usize::from(o.learner);
         if r.chance(400) {

@@ -1,4 +1,4 @@
-//! The whole-node deterministic simulator (issue 10, section 1; ADR 0140).
+//! The whole-node deterministic simulator (ADR 0140).
 //!
 //! Real nodes (the production assembly: `node::prepare` + `Prepared::assemble`, with the real
 //! driver, storage loop, WAL, promise and redo files, kv-store and client handler) run in one
