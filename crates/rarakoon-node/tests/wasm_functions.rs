@@ -681,3 +681,41 @@ fn the_config_section_resolves_paths_and_defaults_and_refuses_bad_entries() {
     let message = config_with(&many).unwrap_err().to_string();
     assert!(message.contains("has 17 entries; at most 16"), "{message}");
 }
+
+#[test]
+fn a_call_needs_little_native_stack() {
+    // The node applies updates on async runtime threads with default-sized stacks; a call
+    // must fit in a small one however long it runs (wasmi's tail-call dispatch grew the native
+    // stack with every loop iteration and overflowed a node's stack: the portable dispatch
+    // does not).
+    let body = r#"
+      (local $i i32)
+      (loop $again
+        (call $set (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+      (i32.const 0)"#;
+    let wat = module("k", body);
+    let spin = module("", "(loop $forever (br $forever)) (i32.const 0)");
+    let handle = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut counter = store(load(COUNTER, Limits::default()), &[]);
+            let first = call(&mut counter, Some(b"hits"));
+            let mut looping = store(load(&wat, Limits::default()), &[]);
+            let looped = call(&mut looping, None);
+            // Millions of loop iterations until the fuel runs out.
+            let mut spinning = store(load(&spin, Limits::default()), &[]);
+            (first, looped, call(&mut spinning, None))
+        })
+        .unwrap();
+    let (first, looped, spun) = handle.join().unwrap();
+    assert!(failure(spun).contains("ran out of fuel"));
+    assert_eq!(
+        first,
+        Ok(UpdateResult::UserFunction(Some(Bytes::copy_from_slice(
+            &1u64.to_le_bytes()
+        ))))
+    );
+    assert_eq!(looped, Ok(UpdateResult::UserFunction(None)));
+}
