@@ -197,3 +197,31 @@ fn a_node_whose_module_differs_from_the_configured_hash_refuses_to_start() {
     assert!(stderr.contains(&configured), "{stderr}");
     assert!(stderr.contains(&sha256_hex(&other)), "{stderr}");
 }
+
+#[test]
+fn nodes_with_other_functions_refuse_each_other() {
+    let mut cluster = cluster();
+    // n2's config gives the counter other limits: other results are possible, so its peers
+    // must not take it in (the functions are part of the handshake's membership view).
+    let text = std::fs::read_to_string(&cluster.config_file).unwrap();
+    let other = text.replacen("fuel = 1000000", "fuel = 2000000", 1);
+    assert_ne!(other, text);
+    let n2_config = cluster.dir.path().join("n2.toml");
+    std::fs::write(&n2_config, other).unwrap();
+    cluster.use_node_config("n2", n2_config);
+    cluster.start_all();
+    cluster.wait_master(&["n0", "n1"], ELECTION);
+    for name in ["n0", "n1", "n2"] {
+        wait_for(&format!("{name} to log the refused link"), CONVERGE, || {
+            let log = cluster.log(name);
+            (log.contains("membership views differ") && log.contains("fuel:2000000")).then_some(())
+        });
+    }
+    // The two alike still serve the function.
+    let rt = runtime();
+    let client = cluster.client(&["n0", "n1"]);
+    let value = rt
+        .block_on(client.user_function("counter", Some("hits")))
+        .unwrap();
+    assert_eq!(value, Some(Bytes::copy_from_slice(&1u64.to_le_bytes())));
+}
