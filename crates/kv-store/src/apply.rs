@@ -61,7 +61,8 @@ pub(crate) fn execute(
             let function = registry
                 .lookup(name)
                 .ok_or_else(|| StoreError::UserFunctionNotFound { name: name.clone() })?;
-            function(tx, argument.as_deref())
+            function
+                .call(tx, argument.as_deref())
                 .map(UpdateResult::UserFunction)
                 .map_err(|error| error.into_store_error(name))
         }

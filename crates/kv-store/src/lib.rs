@@ -11,7 +11,8 @@
 //!   list for the wire (docs/protocol.md §2.1).
 //! - [`StoreError`] is what clients see: [`StoreError::arakoon_code`] and
 //!   [`StoreError::wire_message`] are the rc and message Arakoon sends.
-//! - User functions are plain functions registered by name in a [`UserFunctionRegistry`].
+//! - User functions are registered by name in a [`UserFunctionRegistry`]: plain Rust functions,
+//!   or [`HostedFunction`]s such as WebAssembly modules the node loads from its config.
 //! - Snapshots: [`Store::for_each_pair`] + [`Store::applied_index`] out,
 //!   [`Store::from_snapshot`] / [`SnapshotLoader`] in.
 //!
@@ -62,7 +63,10 @@ pub use snapshot::SnapshotLoader;
 pub use store::{Store, StoreStats};
 pub use transaction::Transaction;
 pub use update::{RangeAssertion, Update, UpdateOutcome, UpdateResult};
-pub use user_function::{UserFunction, UserFunctionError, UserFunctionRegistry, samples};
+pub use user_function::{
+    HostedFunction, RegisteredFunction, UserFunction, UserFunctionError, UserFunctionRegistry,
+    samples,
+};
 
 /// The deepest nesting of sequences inside sequences the store accepts (a top-level sequence
 /// is depth 1). Deeper sequences fail with [`StoreError::SequenceTooDeep`] (0x26) instead of

@@ -19,9 +19,13 @@
 //!   nodes is all or nothing), `version` is "1.2" or "1.3", client certificates are required
 //!   for `admin_names`, and without it no node has one (see [`TlsSection`]).
 //!
-//! Relative `home_dir` paths (and TLS file paths) are resolved against the directory of the
-//! config file, so a generated config (see `rarakoon-bin local`) can be moved together with
-//! its data.
+//! - `[[cluster.user_functions]]`: at most 16, names unique and printable, `sha256` 64 hex
+//!   digits, fuel and memory pages within their bounds (the module file itself is read and
+//!   checked at start-up, `crate::wasm_functions`).
+//!
+//! Relative `home_dir` paths (and TLS file paths, and user-function modules) are resolved
+//! against the directory of the config file, so a generated config (see `rarakoon-bin local`)
+//! can be moved together with its data.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -55,6 +59,10 @@ pub mod defaults {
     pub const MAX_CLIENT_CONNECTIONS: u32 = 1024;
     /// Largest head snapshot accepted from a peer (the transfer is refused beyond it).
     pub const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+    /// Fuel one user-function call may burn (about 10 ms of interpretation).
+    pub const USER_FUNCTION_FUEL: u64 = 10_000_000;
+    /// Linear memory of one user-function call, in 64 KiB pages (1 MiB).
+    pub const USER_FUNCTION_MEMORY_PAGES: u32 = 16;
 }
 
 /// Bounds used by validation (outside them a config is refused, not silently clamped).
@@ -69,6 +77,11 @@ pub(crate) mod limits {
     pub const MIN_SNAPSHOT_BYTES: u64 = 1024 * 1024;
     pub const MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024 * 1024 * 1024;
     pub const MAX_NODES: usize = 16;
+    /// Keeps the handshake's membership view (names and identities) within its 8 KiB bound.
+    pub const MAX_USER_FUNCTIONS: usize = 16;
+    pub const MAX_USER_FUNCTION_FUEL: u64 = 1_000_000_000_000;
+    /// 1 GiB.
+    pub const MAX_USER_FUNCTION_MEMORY_PAGES: u32 = 16 * 1024;
 }
 
 /// A config error; every variant names the file it is about.
@@ -194,6 +207,91 @@ pub struct ClusterSection {
     /// TLS (`[cluster.tls]`); plain TCP when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
+    /// WebAssembly user functions loaded at start-up (`[[cluster.user_functions]]`, ADR 0170).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_functions: Vec<UserFunctionConfig>,
+}
+
+/// One `[[cluster.user_functions]]` entry: a WebAssembly module every node loads at start-up
+/// and serves under `name` (ADR 0170, `crate::wasm_functions`). The file's SHA-256 must equal
+/// `sha256` (checked at start-up), and nodes whose functions differ refuse each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFunctionConfig {
+    /// The name clients call (printable ASCII without spaces or `=`).
+    pub name: String,
+    /// The `.wasm` file (relative paths are resolved against the config file's directory).
+    pub module: PathBuf,
+    /// The file's SHA-256, 64 hex digits (`sha256sum FILE`).
+    pub sha256: String,
+    /// Fuel one call may burn (about one unit per instruction, plus host calls); beyond it
+    /// the call fails.
+    #[serde(default = "default_user_function_fuel")]
+    pub fuel: u64,
+    /// Linear memory one call may use, in 64 KiB WebAssembly pages; growing beyond it fails
+    /// the call, and a module that starts with more is refused at start-up.
+    #[serde(default = "default_user_function_memory_pages")]
+    pub memory_pages: u32,
+}
+
+fn default_user_function_fuel() -> u64 {
+    defaults::USER_FUNCTION_FUEL
+}
+fn default_user_function_memory_pages() -> u32 {
+    defaults::USER_FUNCTION_MEMORY_PAGES
+}
+
+impl UserFunctionConfig {
+    /// `Err((field, problem))` for an unusable entry (the file itself is read at start-up).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let name = &self.name;
+        if name.is_empty() || name.len() > limits::MAX_NAME_LEN {
+            return Err((
+                "name",
+                format!("must be 1 to {} bytes long", limits::MAX_NAME_LEN),
+            ));
+        }
+        if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+            return Err((
+                "name",
+                format!("`{name}` may hold only printable ASCII without spaces or `=`"),
+            ));
+        }
+        if self.module.as_os_str().is_empty() {
+            return Err(("module", "is empty; give the path of a .wasm file".into()));
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err((
+                "sha256",
+                format!(
+                    "is `{}`; give the module's SHA-256 as 64 hex digits (`sha256sum {}`)",
+                    self.sha256,
+                    self.module.display()
+                ),
+            ));
+        }
+        if !(1..=limits::MAX_USER_FUNCTION_FUEL).contains(&self.fuel) {
+            return Err((
+                "fuel",
+                format!(
+                    "is {}; it must lie between 1 and {}",
+                    self.fuel,
+                    limits::MAX_USER_FUNCTION_FUEL
+                ),
+            ));
+        }
+        if !(1..=limits::MAX_USER_FUNCTION_MEMORY_PAGES).contains(&self.memory_pages) {
+            return Err((
+                "memory_pages",
+                format!(
+                    "is {}; it must lie between 1 and {} pages of 64 KiB",
+                    self.memory_pages,
+                    limits::MAX_USER_FUNCTION_MEMORY_PAGES
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[cluster.tls]`: Arakoon's TLS settings (`tls_ca_cert`, `tls_service`,
@@ -492,6 +590,7 @@ impl ClusterSection {
             max_batch_updates: defaults::MAX_BATCH_UPDATES,
             max_batch_bytes: defaults::MAX_BATCH_BYTES,
             tls: None,
+            user_functions: Vec::new(),
         }
     }
 }
@@ -522,6 +621,40 @@ impl fmt::Display for ConfigWarning {
 }
 
 impl ClusterConfig {
+    /// `[[cluster.user_functions]]`: each entry valid, at most
+    /// [`limits::MAX_USER_FUNCTIONS`], names unique.
+    fn validate_user_functions(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field,
+            problem,
+        };
+        let functions = &self.cluster.user_functions;
+        if functions.len() > limits::MAX_USER_FUNCTIONS {
+            return Err(invalid(
+                "cluster.user_functions".into(),
+                format!(
+                    "has {} entries; at most {} are supported",
+                    functions.len(),
+                    limits::MAX_USER_FUNCTIONS
+                ),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, function) in functions.iter().enumerate() {
+            function.validate().map_err(|(field, problem)| {
+                invalid(format!("cluster.user_functions[{i}].{field}"), problem)
+            })?;
+            if !names.insert(function.name.as_str()) {
+                return Err(invalid(
+                    format!("cluster.user_functions[{i}].name"),
+                    format!("`{}` is used by more than one user function", function.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(file: &Path) -> Result<ClusterConfig, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
@@ -550,6 +683,11 @@ impl ClusterConfig {
             }
         }
         config.resolve_tls_paths(base_dir);
+        for function in &mut config.cluster.user_functions {
+            if function.module.is_relative() {
+                function.module = base_dir.join(&function.module);
+            }
+        }
         config.validate(file)?;
         Ok(config)
     }
@@ -686,6 +824,7 @@ impl ClusterConfig {
         c.clients
             .validate()
             .map_err(|(field, problem)| invalid(format!("cluster.clients.{field}"), problem))?;
+        self.validate_user_functions(file)?;
         if c.max_batch_updates == 0 {
             return Err(invalid(
                 "cluster.max_batch_updates".into(),

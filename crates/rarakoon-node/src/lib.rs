@@ -15,6 +15,8 @@
 //! - [`payload`], [`wire`], [`promise`]: what goes into Paxos values, WAL records, peer
 //!   messages and the promise file; [`overwrite`]: crash-safe replacement of the log's
 //!   uncommitted tail; [`durable_file`]: atomic, size-bounded small files in the home.
+//! - [`wasm_functions`]: user functions an operator deploys as WebAssembly modules named in the
+//!   config, run by the wasmi interpreter with bounded fuel and memory (ADR 0170).
 //! - [`sabotage`]: broken-on-purpose switches for the simulator (feature `test-support`).
 
 pub mod backup;
@@ -36,6 +38,7 @@ pub mod stats;
 pub mod storage;
 pub mod tls;
 pub mod transport;
+pub mod wasm_functions;
 pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, MasterMode, NodeConfig};

@@ -65,6 +65,9 @@ pub enum NodeError {
     /// The consensus configuration is not usable.
     #[error("consensus configuration: {0}")]
     Paxos(String),
+    /// A configured user function could not be loaded (unreadable, wrong hash, refused).
+    #[error(transparent)]
+    UserFunction(#[from] crate::wasm_functions::LoadError),
     /// A socket could not be bound.
     #[error("cannot listen on {addr} ({what}): {message}")]
     Bind {
@@ -213,6 +216,21 @@ pub fn paxos_config(
     Ok(cfg)
 }
 
+/// What the messaging handshake compares: the membership view, followed by the user
+/// functions and their code's identity when there are any (ADR 0170). Nodes whose functions
+/// differ refuse each other, so no node applies an update with other code than its peers.
+fn handshake_view(
+    membership: &crate::membership::Membership,
+    functions: &UserFunctionRegistry,
+) -> String {
+    let view = membership.view();
+    if functions.is_empty() {
+        view
+    } else {
+        format!("{view} user_functions[{}]", functions.fingerprint())
+    }
+}
+
 /// How a node is embedded: what [`Node::start`] takes by default, and what a test or the
 /// deterministic simulator replaces.
 #[derive(Debug, Clone)]
@@ -228,6 +246,10 @@ pub struct NodeOptions {
     pub disk_delay: Option<DiskDelay>,
     /// Broken-on-purpose switches (settable only with the `test-support` feature).
     pub sabotage: Sabotage,
+    /// Native user functions of the embedder; the config's WebAssembly functions
+    /// (`[[cluster.user_functions]]`) are added to them at start-up, and a name in both is
+    /// refused.
+    pub user_functions: UserFunctionRegistry,
 }
 
 impl Default for NodeOptions {
@@ -238,6 +260,7 @@ impl Default for NodeOptions {
             entropy_seed: None,
             disk_delay: None,
             sabotage: Sabotage::default(),
+            user_functions: UserFunctionRegistry::new(),
         }
     }
 }
@@ -387,7 +410,12 @@ pub fn prepare(
     let mut storage_config =
         storage::storage_config(&node, bounds.wal_entry_bytes, Arc::clone(&options.fs));
     storage_config.sabotage = options.sabotage;
-    let user_functions = Arc::new(UserFunctionRegistry::new());
+    let mut user_functions = options.user_functions.clone();
+    crate::wasm_functions::register_configured(
+        &mut user_functions,
+        &config.cluster.user_functions,
+    )?;
+    let user_functions = Arc::new(user_functions);
     let recovered =
         storage::recover(&storage_config, Arc::clone(&user_functions)).map_err(|cause| {
             NodeError::Storage {
@@ -572,7 +600,15 @@ impl Node {
         );
         messenger_config.max_frame = prepared.bounds.max_frame;
         messenger_config.tls = tls.messenger;
-        messenger_config.membership = prepared.membership.view();
+        messenger_config.membership =
+            handshake_view(&prepared.membership, &prepared.user_functions);
+        if messenger_config.membership.len() > tcp_messenger::MAX_MEMBERSHIP_LEN {
+            return Err(NodeError::Paxos(format!(
+                "the membership and user functions take {} bytes in the handshake; at most {} fit",
+                messenger_config.membership.len(),
+                tcp_messenger::MAX_MEMBERSHIP_LEN
+            )));
+        }
         let peer_limits = &config.cluster.messaging;
         messenger_config.idle_timeout = peer_limits.idle_timeout();
         messenger_config.keepalive_interval = peer_limits.keepalive_interval();
@@ -791,6 +827,31 @@ impl Node {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_handshake_view_carries_the_user_functions_only_when_there_are_some() {
+        let config = crate::config::ClusterConfig {
+            cluster: crate::config::ClusterSection::new("c"),
+            nodes: vec![NodeConfig::new(
+                "n0",
+                "127.0.0.1:4010".parse().unwrap(),
+                4000,
+                PathBuf::from("/tmp/n0"),
+            )],
+        };
+        let membership = crate::membership::Membership::canonical(&config);
+        let mut functions = UserFunctionRegistry::new();
+        // Unchanged without functions, so such clusters interoperate as before.
+        assert_eq!(handshake_view(&membership, &functions), membership.view());
+        kv_store::samples::register_all(&mut functions);
+        assert_eq!(
+            handshake_view(&membership, &functions),
+            format!(
+                "{} user_functions[rarakoon.increment=native rarakoon.rename=native]",
+                membership.view()
+            )
+        );
+    }
 
     #[test]
     fn bounds_do_not_overflow_at_the_config_limits() {

@@ -269,6 +269,7 @@ impl World {
             entropy_seed: Some(mix(self.seed ^ ((i as u64) << 40) ^ slot.incarnation)),
             disk_delay: Some(DiskDelay(Arc::new(delay))),
             sabotage: self.sabotage,
+            ..NodeOptions::default()
         };
         let prepared = prepare(
             &self.config,
