@@ -670,21 +670,7 @@ impl NodeHandler {
             }
             Request::FlushStore => Ok(Response::FlushStore),
             Request::CollapseTlogs { tlogs_to_keep } => {
-                if tlogs_to_keep < 1 {
-                    return Err(err(
-                        ErrorCode::UnknownFailure,
-                        format!("{tlogs_to_keep} is not acceptable"),
-                    ));
-                }
-                let report = self.collapse().await?;
-                Ok(Response::CollapseTlogs(match report.snapshot_index {
-                    None => Vec::new(),
-                    Some(index) => vec![
-                        i64::try_from(index).unwrap_or(i64::MAX),
-                        report.archived as i64,
-                        report.pruned as i64,
-                    ],
-                }))
+                crate::storage::answer_collapse_tlogs(&self.inputs, tlogs_to_keep).await
             }
             Request::CopyDbToHead { tlogs_to_keep } => {
                 if tlogs_to_keep < 1 {
