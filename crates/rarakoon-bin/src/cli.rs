@@ -338,7 +338,8 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Write a head snapshot and prune the write-ahead log.
     Collapse {
-        /// WAL segments to keep.
+        /// Completed WAL segments to keep besides the one being written (at least 1; Arakoon's
+        /// `tlogs_to_keep`). Overrides the node's `segments_to_keep` for this collapse.
         #[arg(long, default_value_t = 1)]
         keep: i32,
     },

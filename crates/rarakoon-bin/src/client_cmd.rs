@@ -215,13 +215,13 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<u8> {
     let reply = direct::call(&target.cluster_id, addr, &request, target.timeout, tls).await?;
     match reply {
         Ok(Response::CollapseTlogs(steps)) => {
-            if steps.is_empty() {
-                println!("{name}: nothing to collapse");
-            } else {
-                println!(
-                    "{name}: collapsed; head snapshot at index {}",
-                    steps.first().copied().unwrap_or_default()
-                );
+            // One step per segment removed, then the head snapshot's index (ADR 0165).
+            match steps.split_last() {
+                None => println!("{name}: nothing to collapse"),
+                Some((head, removed)) => println!(
+                    "{name}: collapsed; {} segment(s) removed; head snapshot at index {head}",
+                    removed.len()
+                ),
             }
         }
         Ok(

@@ -49,7 +49,8 @@ pub mod defaults {
     pub const SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
     /// The Collapser writes a new head snapshot once this many entries follow the last one.
     pub const COLLAPSE_THRESHOLD_ENTRIES: u64 = 500_000;
-    /// Completed WAL segments kept after a collapse (for peers that catch up).
+    /// Completed WAL segments kept after a collapse besides the open one (for peers that catch
+    /// up).
     pub const SEGMENTS_TO_KEEP: u32 = 4;
     /// Arakoon's `max_value_size` (a value must be strictly smaller).
     pub const MAX_VALUE_SIZE: u64 = 8 * 1024 * 1024;
@@ -467,7 +468,8 @@ pub struct NodeConfig {
     /// WAL entries past the head snapshot that trigger the Collapser.
     #[serde(default = "default_collapse_threshold")]
     pub collapse_threshold_entries: u64,
-    /// Completed segments the Collapser always keeps.
+    /// Completed segments the Collapser always keeps besides the open one being written
+    /// (`admin collapse --keep N` overrides it for one collapse; ADR 0165).
     #[serde(default = "default_segments_to_keep")]
     pub segments_to_keep: u32,
     /// A value must be strictly smaller than this (Arakoon's `max_value_size`).

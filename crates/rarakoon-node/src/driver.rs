@@ -105,6 +105,14 @@ pub enum Input {
         /// Where the result goes.
         reply: oneshot::Sender<Result<storage::CollapseReport, String>>,
     },
+    /// COLLAPSE_TLOGS (admin): collapse now keeping `keep` completed segments, answering on
+    /// `reply`.
+    CollapseTlogs {
+        /// Completed segments kept besides the open one.
+        keep: storage::SegmentsToKeep,
+        /// Where the result goes.
+        reply: oneshot::Sender<Result<storage::CollapseReport, String>>,
+    },
     /// Stop: refuse new writes (`E_GOING_DOWN`), give those in flight a grace period (about
     /// one lease period) to finish, answer the rest as unfinished (`E_NO_LONGER_MASTER`: they
     /// may still commit), and return.
@@ -581,6 +589,9 @@ impl Driver {
                 force: true,
                 reply: Some(reply),
             }),
+            Input::CollapseTlogs { keep, reply } => {
+                self.submit(Job::CollapseTlogs { keep, reply });
+            }
             Input::Shutdown => {
                 if self.draining.is_none() {
                     // New writes are refused from now on; those in flight get a grace period to

@@ -137,22 +137,9 @@ impl NodeHandler {
         )
     }
 
+    /// COLLAPSE_TLOGS keeping `tlogs_to_keep` completed segments (ADR 0165).
     pub(super) async fn collapse_tlogs(&self, tlogs_to_keep: i32) -> Answer {
-        if tlogs_to_keep < 1 {
-            return Err(err(
-                ErrorCode::UnknownFailure,
-                format!("{tlogs_to_keep} is not acceptable"),
-            ));
-        }
-        let report = self.collapse().await?;
-        Ok(Response::CollapseTlogs(match report.snapshot_index {
-            None => Vec::new(),
-            Some(index) => vec![
-                i64::try_from(index).unwrap_or(i64::MAX),
-                report.archived as i64,
-                report.pruned as i64,
-            ],
-        }))
+        crate::storage::answer_collapse_tlogs(&self.inputs, tlogs_to_keep).await
     }
 
     /// A forced collapse, refused on the master and on a witness like Arakoon's.

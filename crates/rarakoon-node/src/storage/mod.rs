@@ -55,7 +55,9 @@ use write_ahead_log::{
     WalError,
 };
 
-pub use collapse::{CollapseReport, StoreCopy};
+pub use collapse::{
+    BadTlogsToKeep, CollapseReport, SegmentsToKeep, StoreCopy, answer_collapse_tlogs,
+};
 pub use snapshot::open_snapshot_at;
 
 use crate::payload;
@@ -354,6 +356,14 @@ pub enum Job {
         /// Where to send a summary.
         reply: Option<tokio::sync::oneshot::Sender<Result<CollapseReport, String>>>,
     },
+    /// Arakoon's COLLAPSE_TLOGS: a forced collapse keeping `keep` completed segments instead
+    /// of the configured `segments_to_keep`; answer on `reply`.
+    CollapseTlogs {
+        /// Completed segments kept besides the open one.
+        keep: SegmentsToKeep,
+        /// Where to send a summary.
+        reply: tokio::sync::oneshot::Sender<Result<CollapseReport, String>>,
+    },
     /// A peer asks for a snapshot chunk.
     ServeSnapshot {
         /// The peer.
@@ -513,7 +523,9 @@ pub fn storage_config(
         wal,
         collapser: CollapserConfig {
             threshold_entries: node.collapse_threshold_entries,
-            segments_to_keep: node.segments_to_keep as usize,
+            // The config counts completed segments; the log's prune counts the open one too.
+            segments_to_keep: SegmentsToKeep::new(node.segments_to_keep)
+                .map_or(1, SegmentsToKeep::with_open_segment),
             snapshot,
         },
         fsync: node.fsync,

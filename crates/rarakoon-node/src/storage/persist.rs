@@ -110,6 +110,15 @@ impl StorageThread {
                         (None, Err(e)) => return Err(e),
                     }
                 }
+                Job::CollapseTlogs { keep, reply } => match self.collapse_tlogs(keep) {
+                    Ok(report) => {
+                        let _ = reply.send(Ok(report));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                        return Err(e);
+                    }
+                },
                 Job::ServeSnapshot { peer, offset, len } => self.serve_snapshot(peer, offset, len),
                 Job::FetchSnapshot { peer } => self.start_fetch(peer),
                 Job::SnapshotChunk {
