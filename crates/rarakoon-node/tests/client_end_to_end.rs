@@ -260,7 +260,7 @@ async fn admin_and_informational_operations() {
     let Value::Int64(node_is) = stats.get("node_is").unwrap().get("n0").unwrap().value else {
         panic!("node_is names n0's last index")
     };
-    assert!(node_is >= after as i64, "node_is {node_is}, txid {after}");
+    assert!(node_is >= after, "node_is {node_is}, txid {after}");
     c.flush_store().await.unwrap();
     // Admin operations refused on a master (0x20).
     assert!(matches!(c.get_db().await, Err(Error::NotSupported(_))));
