@@ -543,3 +543,25 @@ async fn ping_with_another_cluster_is_refused() {
     assert_eq!(got, support::frame(0x06, b"Wrong cluster"));
     n.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assert_range_failure_message_is_the_references() {
+    let n = SingleNode::start().await;
+    let c = &n.client;
+    for key in ["pa", "pc", "q"] {
+        c.set(key, "v").await.unwrap();
+    }
+    // Wire list [pb, pa]: the reference reverses it to [pa, pb] and shows it as one
+    // %S-quoted string.
+    let update = rarakoon_client::Update::AssertRange {
+        prefix: b("p"),
+        assertion: rarakoon_client::RangeAssertion::ContainsExactly(vec![b("pb"), b("pa")]),
+    };
+    match c.sequence(Sequence::new().push(update)).await {
+        Err(Error::AssertionFailed(m)) => {
+            assert_eq!(&m.0[..], b"ContainsExactly [ \"pa; pb\" ] actual: pa,pc")
+        }
+        other => panic!("{other:?}"),
+    }
+    n.stop().await;
+}
