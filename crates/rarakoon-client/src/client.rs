@@ -2,13 +2,21 @@
 //!
 //! A [`Client`] is configured with the cluster id and the nodes' addresses. It finds the master
 //! (asking each node `who_master`, then checking that the named node calls itself master, as
-//! the Python client does), keeps one connection to it, and follows `NotMaster` answers and
-//! broken connections by finding the master again.
+//! the Python client does), remembers it, and follows `NotMaster` answers and broken
+//! connections by finding the master again.
+//!
+//! A `Client` is meant to be shared: clones and every task using one share a pool of
+//! connections per node, at most [`ClientConfig::max_connections_per_node`] of them, each
+//! carrying one request at a time. Reads whose consistency allows it may go to slaves
+//! ([`ClientConfig::read_from_slaves`]); everything else goes to the master.
 //!
 //! Retry rule (the invariant this module keeps): a request is retried only when it cannot have
 //! been applied twice: reads always; writes only when the node answered `NotMaster` (it refused
 //! before proposing) or when the request never fully left this process. A write whose request
 //! was sent and whose reply never came is reported as [`Error::Indeterminate`], never retried.
+//! A connection goes back to its pool only after a success or an error reply every server
+//! keeps the connection for, so a request never starts on a connection the server may have
+//! closed after an error.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
@@ -102,7 +110,9 @@ pub struct ClientConfig {
     /// one, after finding the master again, until this many were made; then the call fails
     /// with [`Error::NoMaster`] naming the last failure.
     pub max_attempts: usize,
-    /// Pause before each attempt after the first. Default 200 ms. Give an election time:
+    /// Pause before each attempt after the first (except the master's attempt right after a
+    /// read a slave could not answer, which follows at once). Default 200 ms. Give an
+    /// election time:
     /// `max_attempts × retry_delay` should exceed the cluster's lease period.
     pub retry_delay: Duration,
     /// The most connections this client (with all its clones) keeps open to any one node,
@@ -836,10 +846,13 @@ impl Client {
         let mut to_slave = self.read_from_slaves
             && read_consistency(&request).is_some_and(|c| c != Consistency::Consistent);
         let mut last: Option<Error> = None;
-        for attempt in 1..=config.max_attempts {
-            if attempt > 1 && !to_slave {
+        // After a read a slave could not answer, the master is asked at once.
+        let mut pause = false;
+        for _attempt in 1..=config.max_attempts {
+            if pause {
                 tokio::time::sleep(config.retry_delay).await;
             }
+            pause = !to_slave;
             let outcome = if to_slave {
                 // One try on a slave; whatever stops it, the read goes on to the master.
                 to_slave = false;
