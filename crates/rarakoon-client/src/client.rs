@@ -2,28 +2,34 @@
 //!
 //! A [`Client`] is configured with the cluster id and the nodes' addresses. It finds the master
 //! (asking each node `who_master`, then checking that the named node calls itself master, as
-//! the Python client does), keeps one connection to it, and follows `NotMaster` answers and
-//! broken connections by finding the master again.
+//! the Python client does), remembers it, and follows `NotMaster` answers and broken
+//! connections by finding the master again.
+//!
+//! A `Client` is meant to be shared: clones and every task using one share a pool of
+//! connections per node, at most [`ClientConfig::max_connections_per_node`] of them, each
+//! carrying one request at a time. Reads whose consistency allows it may go to slaves
+//! ([`ClientConfig::read_from_slaves`]); everything else goes to the master.
 //!
 //! Retry rule (the invariant this module keeps): a request is retried only when it cannot have
 //! been applied twice: reads always; writes only when the node answered `NotMaster` (it refused
 //! before proposing) or when the request never fully left this process. A write whose request
 //! was sent and whose reply never came is reported as [`Error::Indeterminate`], never retried.
+//! A connection goes back to its pool only after a success or an error reply every server
+//! keeps the connection for, so a request never starts on a connection the server may have
+//! closed after an error.
 //!
-//! ```
+//! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use rarakoon_client::listener::{Listener, ListenerConfig};
-//! use rarakoon_client::memory::MemoryHandler;
 //! use rarakoon_client::{Client, ClientConfig, Consistency, Sequence};
 //!
-//! // An in-memory node on a free loopback port.
-//! let handler = Arc::new(MemoryHandler::master("arakoon", "node_0"));
-//! let listener =
-//!     Listener::bind("127.0.0.1:0".parse()?, ListenerConfig::new("arakoon"), handler).await?;
-//!
-//! let client = Client::new(ClientConfig::new("arakoon").node("node_0", listener.local_addr()))?;
+//! // A three-node cluster "arakoon" (for one to try against: `rarakoon-bin local`).
+//! let client = Client::new(
+//!     ClientConfig::new("arakoon")
+//!         .node("node_0", "127.0.0.1:4000".parse()?)
+//!         .node("node_1", "127.0.0.1:4001".parse()?)
+//!         .node("node_2", "127.0.0.1:4002".parse()?),
+//! )?;
 //! client.set("user/1", "alice").await?;
 //! assert_eq!(client.get("user/1").await?, "alice");
 //!
@@ -32,11 +38,9 @@
 //!     .await?;
 //! assert_eq!(client.prefix_keys("user/", -1).await?, vec!["user/2"]);
 //!
-//! // Reads at another consistency level share the connection.
+//! // Reads at another consistency level share the connections.
 //! let dirty = client.with_consistency(Consistency::NoGuarantees);
 //! assert!(dirty.exists("user/2").await?);
-//!
-//! listener.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
@@ -44,12 +48,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stream::ClientStream as Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::debug;
@@ -66,27 +72,69 @@ use crate::types::{
 use crate::update::{RangeAssertion, Update};
 use crate::wire::{Limits, ProtocolError};
 
-/// Client settings.
+/// Client settings. Every field is public; [`ClientConfig::new`] gives the defaults and
+/// [`ClientConfig::node`] adds nodes.
+///
+/// ```
+/// use std::time::Duration;
+/// use rarakoon_client::{ClientConfig, Consistency};
+/// let mut config = ClientConfig::new("arakoon")
+///     .node("node_0", "127.0.0.1:4000".parse().unwrap())
+///     .node("node_1", "127.0.0.1:4001".parse().unwrap());
+/// config.request_timeout = Duration::from_secs(5);
+/// config.max_attempts = 10;
+/// config.max_connections_per_node = 8;
+/// config.consistency = Consistency::NoGuarantees;
+/// config.read_from_slaves = true;
+/// assert_eq!(config.nodes.len(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The cluster id sent in the prologue.
+    /// The cluster id sent in the prologue; a node of another cluster closes the connection.
     pub cluster_id: Bytes,
-    /// The nodes: name → client address.
+    /// The nodes: name → client address. The names must be the nodes' names in the cluster
+    /// config: the master is recognised by the name `who_master` answers.
     pub nodes: BTreeMap<String, SocketAddr>,
-    /// Free text sent with PING.
+    /// Free text sent with PING. Default `"rarakoon-client"`.
     pub client_id: Bytes,
-    /// Time allowed to open a connection (and send the prologue).
+    /// Time allowed to open a connection (TCP, and the TLS handshake with TLS). Default 5 s.
+    /// A node that does not connect in time counts as unreachable for that attempt.
     pub connect_timeout: Duration,
-    /// Time allowed for one request and its reply.
+    /// Time allowed for one request: writing it and reading its reply (and, when every
+    /// connection to the node is busy, waiting for one to come free). Default 30 s. A read
+    /// that times out is retried; a write whose request left is [`Error::Indeterminate`].
     pub request_timeout: Duration,
-    /// How often a request is tried in all (finding the master counts per attempt).
+    /// How often a request is tried in all, at least 1. Default 3. An attempt that fails in a
+    /// way that is safe to retry (see the module documentation: any read, a write the node
+    /// refused before proposing or that never left this process) is followed by another
+    /// one, after finding the master again, until this many were made; then the call fails
+    /// with [`Error::NoMaster`] naming the last failure.
     pub max_attempts: usize,
-    /// Pause between attempts when no master could be found.
+    /// Pause before each attempt after the first (except the master's attempt right after a
+    /// read a slave could not answer, which follows at once). Default 200 ms. Give an
+    /// election time:
+    /// `max_attempts × retry_delay` should exceed the cluster's lease period.
     pub retry_delay: Duration,
-    /// Bounds on replies (a `range_entries` of a big store can be large).
+    /// The most connections this client (with all its clones) keeps open to any one node,
+    /// at least 1. Default 4. Each connection carries one request at a time, so this many
+    /// requests run at once per node; more wait (within `request_timeout`) for a free
+    /// connection. Idle connections stay open for the next request.
+    pub max_connections_per_node: usize,
+    /// Bounds on replies (a `range_entries` of a big store can be large). Default: Arakoon's
+    /// limits with frames up to 256 MiB.
     pub limits: Limits,
     /// Consistency of reads made through [`Client`] (see [`Client::with_consistency`]).
+    /// Default [`Consistency::Consistent`].
     pub consistency: Consistency,
+    /// Whether reads that do not need the master (`NoGuarantees` and `AtLeast`) go to a slave,
+    /// as Arakoon's clients do with `allow_dirty`. Default `false`: every request goes to
+    /// the master. When `true`, such a read is first sent to one node other than the known
+    /// master (the configured nodes in turn, spreading the reads); a missing key or a failed
+    /// assertion there is the answer, and any other failure (the slave is unreachable, slow,
+    /// not yet at the index `AtLeast` asks for, or refuses, as a witness does) sends the read
+    /// on to the master. Writes and `Consistent` reads always go to the master. Per client
+    /// handle: [`Client::with_read_from_slaves`].
+    pub read_from_slaves: bool,
     /// TLS to every node (plain TCP when `None`).
     pub tls: Option<ClientTls>,
 }
@@ -105,8 +153,15 @@ pub struct ClientTls {
 }
 
 impl ClientConfig {
-    /// Defaults: 5 s connect, 30 s per request, 3 attempts 200 ms apart, replies up to
-    /// 256 MiB, consistent reads. Add nodes with [`ClientConfig::node`].
+    /// Defaults: 5 s connect, 30 s per request, 3 attempts 200 ms apart, 4 connections per
+    /// node, replies up to 256 MiB, consistent reads from the master, plain TCP. Add nodes
+    /// with [`ClientConfig::node`].
+    ///
+    /// ```
+    /// let config = rarakoon_client::ClientConfig::new("arakoon");
+    /// assert_eq!(config.max_attempts, 3);
+    /// assert!(!config.read_from_slaves);
+    /// ```
     pub fn new(cluster_id: impl Into<Bytes>) -> Self {
         ClientConfig {
             cluster_id: cluster_id.into(),
@@ -116,16 +171,24 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             max_attempts: 3,
             retry_delay: Duration::from_millis(200),
+            max_connections_per_node: 4,
             limits: Limits {
                 max_frame_bytes: 256 * 1024 * 1024,
                 ..Limits::default()
             },
             consistency: Consistency::Consistent,
+            read_from_slaves: false,
             tls: None,
         }
     }
 
-    /// Adds a node.
+    /// Adds a node (its name as in the cluster config, and its client address).
+    ///
+    /// ```
+    /// let config = rarakoon_client::ClientConfig::new("arakoon")
+    ///     .node("node_0", "127.0.0.1:4000".parse().unwrap());
+    /// assert!(config.nodes.contains_key("node_0"));
+    /// ```
     pub fn node(mut self, name: impl Into<String>, addr: SocketAddr) -> Self {
         self.nodes.insert(name.into(), addr);
         self
@@ -135,17 +198,11 @@ impl ClientConfig {
 /// A builder for the updates of a sequence (SEQUENCE / SYNCED_SEQUENCE), run atomically: if
 /// one update fails, none is applied and the call fails with that update's error.
 ///
-/// ```
+/// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # use std::sync::Arc;
-/// # use rarakoon_client::listener::{Listener, ListenerConfig};
-/// # use rarakoon_client::memory::MemoryHandler;
 /// use rarakoon_client::{Client, ClientConfig, Error, Sequence};
-/// # let handler = Arc::new(MemoryHandler::master("arakoon", "node_0"));
-/// # let listener =
-/// #     Listener::bind("127.0.0.1:0".parse()?, ListenerConfig::new("arakoon"), handler).await?;
-/// # let client = Client::new(ClientConfig::new("arakoon").node("node_0", listener.local_addr()))?;
+/// let client = Client::new(ClientConfig::new("arakoon").node("node_0", "127.0.0.1:4000".parse()?))?;
 /// client.set("counter", "1").await?;
 /// // Compare-and-swap of two keys at once.
 /// let bump = Sequence::new()
@@ -158,7 +215,6 @@ impl ClientConfig {
 /// let stale = Sequence::new().assert("counter", Some("1".into())).set("log/3", "lost");
 /// assert!(matches!(client.sequence(stale).await, Err(Error::AssertionFailed(_))));
 /// assert!(!client.exists("log/3").await?);
-/// # listener.shutdown().await;
 /// # Ok(())
 /// # }
 /// ```
@@ -426,19 +482,109 @@ impl Connection {
     }
 }
 
+/// A node's connections: the idle ones, and the permits that bound how many are open.
+struct NodePool {
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection taken from a node's pool, with the permit it holds. Dropped, it closes the
+/// connection and frees the permit; [`Inner::give_back`] returns a healthy one instead.
+struct Lease {
+    connection: Connection,
+    _permit: OwnedSemaphorePermit,
+}
+
 struct Inner {
     config: ClientConfig,
     /// With TLS, one configuration per node (its verifier expects that node's name).
     tls: BTreeMap<String, Arc<rarakoon_tls::rustls::ClientConfig>>,
-    /// The connection to the master, if one is open. One request at a time uses it.
-    master: tokio::sync::Mutex<Option<Connection>>,
+    /// One pool per configured node (same keys as `config.nodes`).
+    pools: BTreeMap<String, NodePool>,
+    /// The node last confirmed as master, if any.
+    master: std::sync::Mutex<Option<String>>,
+    /// Turns through the nodes for reads sent to slaves.
+    next_read_node: AtomicUsize,
 }
 
-/// An Arakoon client. Cheap to clone: clones share the connection.
+impl Inner {
+    /// A connection to `node`: an idle one, or a new one once fewer than
+    /// `max_connections_per_node` are open. Waits for a free one at most `request_timeout`.
+    async fn lease(&self, node: &str, opcode: Opcode) -> Result<Lease, Error> {
+        let (Some(pool), Some(addr)) = (self.pools.get(node), self.config.nodes.get(node)) else {
+            return Err(Error::Config(format!("node {node:?} is not configured")));
+        };
+        let timeout = self.config.request_timeout;
+        let permit = match tokio::time::timeout(timeout, Arc::clone(&pool.permits).acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(Error::Config("the client's pool was closed".into())),
+            Err(_) => return Err(Error::Timeout { opcode, timeout }),
+        };
+        let idle = lock(&pool.idle).pop();
+        let connection = match idle {
+            Some(c) => c,
+            None => Connection::open(node, *addr, &self.config, self.tls.get(node)).await?,
+        };
+        Ok(Lease {
+            connection,
+            _permit: permit,
+        })
+    }
+
+    /// Returns a connection that is fit for the next request to its node's pool.
+    fn give_back(&self, lease: Lease) {
+        let Lease {
+            connection,
+            _permit,
+        } = lease;
+        if let Some(pool) = self.pools.get(&connection.node) {
+            lock(&pool.idle).push(connection);
+        }
+        // The permit is released after the connection is idle again: a waiter finds it.
+    }
+
+    fn master(&self) -> Option<String> {
+        lock(&self.master).clone()
+    }
+
+    fn set_master(&self, master: Option<String>) {
+        *lock(&self.master) = master;
+    }
+}
+
+/// Locks a std mutex that guards plain data; a panic while holding it cannot leave the data
+/// half-changed (every critical section is one push, pop or assignment), so poisoning is
+/// ignored.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The consistency a read carries, for the reads that carry one.
+fn read_consistency(request: &Request) -> Option<Consistency> {
+    match request {
+        Request::Exists { consistency, .. }
+        | Request::Get { consistency, .. }
+        | Request::PrefixKeys { consistency, .. }
+        | Request::MultiGet { consistency, .. }
+        | Request::MultiGetOption { consistency, .. }
+        | Request::Assert { consistency, .. }
+        | Request::AssertExists { consistency, .. } => Some(*consistency),
+        Request::Range(q) | Request::RangeEntries(q) | Request::RevRangeEntries(q) => {
+            Some(q.consistency)
+        }
+        _ => None,
+    }
+}
+
+/// An Arakoon client. Cheap to clone, and meant to be shared: clones (and every task using
+/// one) share the connection pools, so many tasks can use one `Client` at once.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
     consistency: Consistency,
+    read_from_slaves: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -447,6 +593,7 @@ impl std::fmt::Debug for Client {
             .field("cluster_id", &self.inner.config.cluster_id)
             .field("nodes", &self.inner.config.nodes)
             .field("consistency", &self.consistency)
+            .field("read_from_slaves", &self.read_from_slaves)
             .finish()
     }
 }
@@ -469,8 +616,33 @@ fn opt(value: Option<impl Into<Bytes>>) -> Option<Bytes> {
     value.map(Into::into)
 }
 
+/// Whether a slave's error answer to a read is the read's answer (a missing key, a failed
+/// assertion: what the slave's store says), rather than a reason to ask the master.
+fn slave_answer_is_final(e: &Error) -> bool {
+    matches!(e, Error::NotFound(_) | Error::AssertionFailed(_))
+}
+
+/// What one attempt of a request came to.
+enum Attempt {
+    /// The final answer (success or an error reply to return as is).
+    Done(Result<Response, Error>),
+    /// Failed in a way that is safe to retry.
+    Retry(Error),
+}
+
 impl Client {
     /// A client for the configured cluster. Connects lazily, on the first request.
+    ///
+    /// ```
+    /// use rarakoon_client::{Client, ClientConfig};
+    /// let client = Client::new(
+    ///     ClientConfig::new("arakoon").node("node_0", "127.0.0.1:4000".parse().unwrap()),
+    /// )
+    /// .unwrap();
+    /// assert_eq!(client.consistency(), rarakoon_client::Consistency::Consistent);
+    /// // No node configured, or max_attempts / max_connections_per_node of 0: refused.
+    /// assert!(Client::new(ClientConfig::new("arakoon")).is_err());
+    /// ```
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         if config.nodes.is_empty() {
             return Err(Error::Config("no nodes configured".into()));
@@ -478,7 +650,13 @@ impl Client {
         if config.max_attempts == 0 {
             return Err(Error::Config("max_attempts must be at least 1".into()));
         }
+        if config.max_connections_per_node == 0 {
+            return Err(Error::Config(
+                "max_connections_per_node must be at least 1".into(),
+            ));
+        }
         let consistency = config.consistency;
+        let read_from_slaves = config.read_from_slaves;
         let mut tls = BTreeMap::new();
         if let Some(settings) = &config.tls {
             for name in config.nodes.keys() {
@@ -492,21 +670,63 @@ impl Client {
                 tls.insert(name.clone(), node_config);
             }
         }
+        let pools = config
+            .nodes
+            .keys()
+            .map(|name| {
+                let pool = NodePool {
+                    idle: std::sync::Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(config.max_connections_per_node)),
+                };
+                (name.clone(), pool)
+            })
+            .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
                 tls,
-                master: tokio::sync::Mutex::new(None),
+                pools,
+                master: std::sync::Mutex::new(None),
+                next_read_node: AtomicUsize::new(0),
             }),
             consistency,
+            read_from_slaves,
         })
     }
 
-    /// A client sharing this one's connection whose reads use `consistency`.
+    /// A client sharing this one's connections whose reads use `consistency`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Consistency;
+    /// // Reads that accept any state of a store at least as new as index 42.
+    /// let recent = client.with_consistency(Consistency::AtLeast(42));
+    /// let value = recent.get("k").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_consistency(&self, consistency: Consistency) -> Client {
         Client {
-            inner: self.inner.clone(),
             consistency,
+            ..self.clone()
+        }
+    }
+
+    /// A client sharing this one's connections whose `NoGuarantees` and `AtLeast` reads go to
+    /// slaves (`true`) or to the master (`false`); see [`ClientConfig::read_from_slaves`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Consistency;
+    /// let dirty = client
+    ///     .with_consistency(Consistency::NoGuarantees)
+    ///     .with_read_from_slaves(true);
+    /// let maybe_stale = dirty.get_option("k").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_read_from_slaves(&self, read_from_slaves: bool) -> Client {
+        Client {
+            read_from_slaves,
+            ..self.clone()
         }
     }
 
@@ -515,22 +735,33 @@ impl Client {
         self.consistency
     }
 
-    /// Finds the master: asks each node, then confirms with the named master itself.
-    async fn connect_master(&self) -> Result<Connection, Error> {
+    /// Whether this client's `NoGuarantees` and `AtLeast` reads go to slaves.
+    pub fn reads_from_slaves(&self) -> bool {
+        self.read_from_slaves
+    }
+
+    /// A connection to the master: to the node last confirmed as master if one is known (it
+    /// answers NotMaster if it no longer is, and the request is retried after finding the
+    /// master again); otherwise found by asking each node and confirming with the named
+    /// master itself.
+    async fn lease_master(&self, opcode: Opcode) -> Result<Lease, Error> {
+        if let Some(master) = self.inner.master() {
+            return self.inner.lease(&master, opcode).await;
+        }
         let config = &self.inner.config;
         let mut last_error = String::from("no node answered");
-        for (name, addr) in &config.nodes {
-            let tls = self.inner.tls.get(name);
-            let mut connection = match Connection::open(name, *addr, config, tls).await {
+        for name in config.nodes.keys() {
+            let mut lease = match self.inner.lease(name, Opcode::WhoMaster).await {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e.to_string();
                     continue;
                 }
             };
-            let master = match connection.who_master(config.request_timeout).await {
+            let master = match lease.connection.who_master(config.request_timeout).await {
                 Ok(Some(master)) => master,
                 Ok(None) => {
+                    self.inner.give_back(lease);
                     last_error = format!("node {name} knows no master");
                     continue;
                 }
@@ -541,21 +772,27 @@ impl Client {
             };
             if master == name.as_bytes() {
                 debug!(node = %name, "connected to master");
-                return Ok(connection);
+                self.inner.set_master(Some(name.clone()));
+                return Ok(lease);
             }
+            // A healthy connection to a slave: kept for reads sent to slaves.
+            self.inner.give_back(lease);
             let master_name = String::from_utf8_lossy(&master).into_owned();
-            let Some(master_addr) = config.nodes.get(&master_name) else {
+            if !config.nodes.contains_key(&master_name) {
                 last_error = format!("node {name} names master {master_name:?}, not configured");
                 continue;
-            };
-            let tls = self.inner.tls.get(&master_name);
-            match Connection::open(&master_name, *master_addr, config, tls).await {
-                Ok(mut c) => match c.who_master(config.request_timeout).await {
+            }
+            match self.inner.lease(&master_name, Opcode::WhoMaster).await {
+                Ok(mut lease) => match lease.connection.who_master(config.request_timeout).await {
                     Ok(Some(m)) if m == master => {
                         debug!(node = %master_name, "connected to master");
-                        return Ok(c);
+                        self.inner.set_master(Some(master_name));
+                        return Ok(lease);
                     }
-                    Ok(_) => last_error = format!("{master_name} does not confirm it is master"),
+                    Ok(_) => {
+                        self.inner.give_back(lease);
+                        last_error = format!("{master_name} does not confirm it is master");
+                    }
                     Err(e) => last_error = e.to_string(),
                 },
                 Err(e) => last_error = e.to_string(),
@@ -567,86 +804,78 @@ impl Client {
         })
     }
 
-    /// Sends any request to the master and returns its success answer; error frames become
-    /// [`Error`] variants. This is the one place the retry rule is applied.
+    /// The node a read sent to slaves tries: the configured nodes in turn, skipping the
+    /// master when it is known and another node is configured.
+    fn slave_for_read(&self) -> String {
+        let nodes: Vec<&String> = self.inner.config.nodes.keys().collect();
+        let master = self.inner.master();
+        let candidates: Vec<&String> = nodes
+            .iter()
+            .copied()
+            .filter(|n| Some(n.as_str()) != master.as_deref())
+            .collect();
+        let candidates = if candidates.is_empty() {
+            nodes
+        } else {
+            candidates
+        };
+        let turn = self
+            .inner
+            .next_read_node
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        candidates[turn % candidates.len()].clone()
+    }
+
+    /// Sends any request and returns its success answer; error frames become [`Error`]
+    /// variants. Requests go to the master, except `NoGuarantees` and `AtLeast` reads of a
+    /// client that reads from slaves ([`ClientConfig::read_from_slaves`]): their first
+    /// attempt goes to a slave, and if that slave can't answer (unreachable, too slow, not
+    /// fresh enough for `AtLeast`, or refusing) the next attempts go to the master. This is
+    /// the one place the retry rule of the module documentation is applied.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::{Request, Response};
+    /// let response = client.request(Request::GetKeyCount).await?;
+    /// assert!(matches!(response, Response::GetKeyCount(_)));
+    /// # Ok(()) }
+    /// ```
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
         let config = &self.inner.config;
         let opcode = request.opcode();
-        let is_write = opcode.is_write();
+        let mut to_slave = self.read_from_slaves
+            && read_consistency(&request).is_some_and(|c| c != Consistency::Consistent);
         let mut last: Option<Error> = None;
-        for attempt in 1..=config.max_attempts {
-            if attempt > 1 {
+        // After a read a slave could not answer, the master is asked at once.
+        let mut pause = false;
+        for _attempt in 1..=config.max_attempts {
+            if pause {
                 tokio::time::sleep(config.retry_delay).await;
             }
-            let mut guard = self.inner.master.lock().await;
-            if guard.is_none() {
-                match self.connect_master().await {
-                    Ok(c) => *guard = Some(c),
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
+            pause = !to_slave;
+            let outcome = if to_slave {
+                // One try on a slave; whatever stops it, the read goes on to the master.
+                to_slave = false;
+                let node = self.slave_for_read();
+                let lease = self.inner.lease(&node, opcode).await;
+                match self.attempt(&request, lease).await {
+                    Attempt::Done(Err(e)) if !slave_answer_is_final(&e) => {
+                        debug!(node = %node, error = %e, "read on a slave failed; asking the master");
+                        Attempt::Retry(e)
                     }
+                    Attempt::Retry(e) => {
+                        debug!(node = %node, error = %e, "read on a slave failed; asking the master");
+                        Attempt::Retry(e)
+                    }
+                    done => done,
                 }
-            }
-            let Some(connection) = guard.as_mut() else {
-                continue;
+            } else {
+                let lease = self.lease_master(opcode).await;
+                self.attempt(&request, lease).await
             };
-            match connection.call(&request, config.request_timeout).await {
-                Ok(Ok(response)) => {
-                    if matches!(
-                        opcode,
-                        Opcode::UserHook
-                            | Opcode::LastEntries
-                            | Opcode::LastEntries2
-                            | Opcode::LastEntries3
-                    ) {
-                        // The connection now carries a stream this client does not speak.
-                        *guard = None;
-                    }
-                    return Ok(response);
-                }
-                Ok(Err(reply)) => {
-                    // Keep the connection only after the errors every server keeps it for;
-                    // after any other error the server may have closed it (an oversized
-                    // request, for one), and a dead connection would make the next write's
-                    // outcome look unknown.
-                    if !matches!(
-                        reply.code,
-                        ErrorCode::NotFound
-                            | ErrorCode::AssertionFailed
-                            | ErrorCode::InconsistentRead
-                    ) {
-                        *guard = None;
-                    }
-                    match reply.code {
-                        // Refused before proposing: safe to retry anywhere.
-                        ErrorCode::NotMaster => {
-                            *guard = None;
-                            last = Some(reply.into());
-                        }
-                        ErrorCode::NoLongerMaster if is_write => {
-                            return Err(Error::Indeterminate {
-                                opcode,
-                                cause: Error::from(reply).to_string(),
-                            });
-                        }
-                        _ => return Err(reply.into()),
-                    }
-                }
-                Err(CallFailure::NotSent(e)) => {
-                    *guard = None;
-                    last = Some(e);
-                }
-                Err(CallFailure::Sent(e)) => {
-                    *guard = None;
-                    if is_write {
-                        return Err(Error::Indeterminate {
-                            opcode,
-                            cause: e.to_string(),
-                        });
-                    }
-                    last = Some(e);
-                }
+            match outcome {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(e) => last = Some(e),
             }
         }
         Err(match last {
@@ -662,9 +891,93 @@ impl Client {
         })
     }
 
+    /// One attempt of `request` on `lease`, applying the retry rule.
+    async fn attempt(&self, request: &Request, lease: Result<Lease, Error>) -> Attempt {
+        let config = &self.inner.config;
+        let opcode = request.opcode();
+        let is_write = opcode.is_write();
+        let mut lease = match lease {
+            Ok(lease) => lease,
+            Err(e) => return Attempt::Retry(e),
+        };
+        let node = lease.connection.node.clone();
+        match lease.connection.call(request, config.request_timeout).await {
+            Ok(Ok(response)) => {
+                if !matches!(
+                    opcode,
+                    Opcode::UserHook
+                        | Opcode::LastEntries
+                        | Opcode::LastEntries2
+                        | Opcode::LastEntries3
+                ) {
+                    self.inner.give_back(lease);
+                }
+                // Otherwise the connection now carries a stream this client does not speak:
+                // dropping the lease closes it.
+                Attempt::Done(Ok(response))
+            }
+            Ok(Err(reply)) => {
+                // Keep the connection only after the errors every server keeps it for; after
+                // any other error the server may have closed it (an oversized request, for
+                // one), and a dead connection would make the next write's outcome look
+                // unknown.
+                if matches!(
+                    reply.code,
+                    ErrorCode::NotFound | ErrorCode::AssertionFailed | ErrorCode::InconsistentRead
+                ) {
+                    self.inner.give_back(lease);
+                }
+                match reply.code {
+                    // Refused before proposing: safe to retry anywhere.
+                    ErrorCode::NotMaster => {
+                        if self.inner.master().as_deref() == Some(node.as_str()) {
+                            self.inner.set_master(None);
+                        }
+                        Attempt::Retry(reply.into())
+                    }
+                    ErrorCode::NoLongerMaster if is_write => {
+                        self.inner.set_master(None);
+                        Attempt::Done(Err(Error::Indeterminate {
+                            opcode,
+                            cause: Error::from(reply).to_string(),
+                        }))
+                    }
+                    _ => Attempt::Done(Err(reply.into())),
+                }
+            }
+            Err(CallFailure::NotSent(e)) => {
+                self.forget_master_on(&node);
+                Attempt::Retry(e)
+            }
+            Err(CallFailure::Sent(e)) => {
+                self.forget_master_on(&node);
+                if is_write {
+                    return Attempt::Done(Err(Error::Indeterminate {
+                        opcode,
+                        cause: e.to_string(),
+                    }));
+                }
+                Attempt::Retry(e)
+            }
+        }
+    }
+
+    /// After a broken connection to the master, the next attempt finds the master again.
+    fn forget_master_on(&self, node: &str) {
+        if self.inner.master().as_deref() == Some(node) {
+            self.inner.set_master(None);
+        }
+    }
+
     // ---- client operations ---------------------------------------------------------------
 
     /// PING: the node's version string (`"Arakoon 1.9.25"`).
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let version = client.ping().await?; // e.g. "Arakoon 1.9.0"
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self) -> Result<Bytes, Error> {
         let config = &self.inner.config;
         expect!(self, Request::Ping {
@@ -674,23 +987,53 @@ impl Client {
     }
 
     /// WHO_MASTER, as the current connection's node sees it.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// if let Some(master) = client.who_master().await? {
+    ///     println!("master: {}", String::from_utf8_lossy(&master));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn who_master(&self) -> Result<Option<Bytes>, Error> {
         expect!(self, Request::WhoMaster, Response::WhoMaster(m) => m)
     }
 
     /// EXISTS.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let present: bool = client.exists("k").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn exists(&self, key: impl Into<Bytes>) -> Result<bool, Error> {
         expect!(self, Request::Exists { consistency: self.consistency, key: key.into() },
             Response::Exists(b) => b)
     }
 
     /// GET; a missing key is [`Error::NotFound`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// match client.get("k").await {
+    ///     Ok(value) => println!("{value:?}"),
+    ///     Err(rarakoon_client::Error::NotFound(_)) => println!("no such key"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Bytes, Error> {
         expect!(self, Request::Get { consistency: self.consistency, key: key.into() },
             Response::Get(v) => v)
     }
 
     /// GET, with a missing key as `None`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let value: Option<bytes::Bytes> = client.get_option("k").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_option(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, Error> {
         match self.get(key).await {
             Ok(v) => Ok(Some(v)),
@@ -700,16 +1043,34 @@ impl Client {
     }
 
     /// SET.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.set("k", "v").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<(), Error> {
         expect!(self, Request::Set { key: key.into(), value: value.into() }, Response::Set => ())
     }
 
     /// DELETE; a missing key is [`Error::NotFound`] with the key as message.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.delete("k").await?; // NotFound if it was not there
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<(), Error> {
         expect!(self, Request::Delete { key: key.into() }, Response::Delete => ())
     }
 
     /// CONFIRM: set unless the value is already there.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.confirm("k", "v").await?; // no write if "k" already holds "v"
+    /// # Ok(()) }
+    /// ```
     pub async fn confirm(
         &self,
         key: impl Into<Bytes>,
@@ -739,6 +1100,13 @@ impl Client {
 
     /// RANGE: keys between `first` and `last`, ascending, the smallest `max` of them
     /// (`max < 0` = no limit).
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Keys from "a" (inclusive) to "m" (exclusive), at most 100.
+    /// let keys = client.range(Some("a"), true, Some("m"), false, 100).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn range(
         &self,
         first: Option<impl Into<Bytes>>,
@@ -752,6 +1120,16 @@ impl Client {
     }
 
     /// RANGE_ENTRIES: entries between `first` and `last`, ascending.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Every entry from "a" on, ascending.
+    /// let entries = client.range_entries(Some("a"), true, None::<&str>, false, -1).await?;
+    /// for (key, value) in entries {
+    ///     println!("{key:?} = {value:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn range_entries(
         &self,
         first: Option<impl Into<Bytes>>,
@@ -765,6 +1143,13 @@ impl Client {
     }
 
     /// REV_RANGE_ENTRIES: entries from `high` down to `low`, descending, the largest `max`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // The 10 largest keys below "m", descending.
+    /// let newest = client.rev_range_entries(Some("m"), false, None::<&str>, false, 10).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn rev_range_entries(
         &self,
         high: Option<impl Into<Bytes>>,
@@ -778,6 +1163,12 @@ impl Client {
     }
 
     /// PREFIX_KEYS: keys starting with `prefix`, ascending, the smallest `max`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let users = client.prefix_keys("user/", -1).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn prefix_keys(
         &self,
         prefix: impl Into<Bytes>,
@@ -791,6 +1182,14 @@ impl Client {
     }
 
     /// TEST_AND_SET: stores `wanted` if the value is `expected`; returns the value before.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Set "lock" to "me" only if it is absent; the answer is the value before.
+    /// let before = client.test_and_set("lock", None::<&str>, Some("me")).await?;
+    /// let acquired = before.is_none();
+    /// # Ok(()) }
+    /// ```
     pub async fn test_and_set(
         &self,
         key: impl Into<Bytes>,
@@ -805,6 +1204,13 @@ impl Client {
     }
 
     /// REPLACE: stores `wanted` (None deletes); returns the previous value.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let previous = client.replace("k", Some("new")).await?;
+    /// let removed = client.replace("k", None::<&str>).await?; // deletes
+    /// # Ok(()) }
+    /// ```
     pub async fn replace(
         &self,
         key: impl Into<Bytes>,
@@ -815,17 +1221,37 @@ impl Client {
     }
 
     /// SEQUENCE: runs the updates atomically.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Sequence;
+    /// client.sequence(Sequence::new().set("a", "1").delete_prefix("tmp/")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn sequence(&self, sequence: Sequence) -> Result<(), Error> {
         expect!(self, Request::Sequence(sequence.into_updates()), Response::Sequence => ())
     }
 
     /// SYNCED_SEQUENCE: as [`Client::sequence`], with the log synced before the answer.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Sequence;
+    /// client.synced_sequence(Sequence::new().set("a", "1").set("b", "2")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn synced_sequence(&self, sequence: Sequence) -> Result<(), Error> {
         expect!(self, Request::SyncedSequence(sequence.into_updates()),
             Response::SyncedSequence => ())
     }
 
     /// MULTI_GET: the values of `keys`, in the same order; a missing key fails the call.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let values = client.multi_get(["a", "b"]).await?; // NotFound if one is missing
+    /// # Ok(()) }
+    /// ```
     pub async fn multi_get(
         &self,
         keys: impl IntoIterator<Item = impl Into<Bytes>>,
@@ -836,6 +1262,13 @@ impl Client {
     }
 
     /// MULTI_GET_OPTION: the values of `keys` (None if absent), in the same order.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let values = client.multi_get_option(["a", "b"]).await?;
+    /// assert_eq!(values.len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn multi_get_option(
         &self,
         keys: impl IntoIterator<Item = impl Into<Bytes>>,
@@ -846,6 +1279,14 @@ impl Client {
     }
 
     /// ASSERT: `key` holds `expected` (None = is absent), else [`Error::AssertionFailed`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Fails with Error::AssertionFailed unless "k" holds "v".
+    /// client.assert("k", Some("v")).await?;
+    /// client.assert("gone", None::<&str>).await?; // "gone" must be absent
+    /// # Ok(()) }
+    /// ```
     pub async fn assert(
         &self,
         key: impl Into<Bytes>,
@@ -859,18 +1300,36 @@ impl Client {
     }
 
     /// ASSERT_EXISTS.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.assert_exists("k").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn assert_exists(&self, key: impl Into<Bytes>) -> Result<(), Error> {
         expect!(self, Request::AssertExists { consistency: self.consistency, key: key.into() },
             Response::AssertExists => ())
     }
 
     /// DELETE_PREFIX: returns how many keys were deleted.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let deleted: i32 = client.delete_prefix("tmp/").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_prefix(&self, prefix: impl Into<Bytes>) -> Result<i32, Error> {
         expect!(self, Request::DeletePrefix { prefix: prefix.into() },
             Response::DeletePrefix(n) => n)
     }
 
     /// USER_FUNCTION.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let answer = client.user_function("increment", Some("counter")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_function(
         &self,
         name: impl Into<Bytes>,
@@ -882,42 +1341,97 @@ impl Client {
 
     /// USER_HOOK. On success the hook owns the connection with its own protocol, which this
     /// client does not speak: the connection is then dropped and `Ok(())` returned.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.user_hook("my_hook").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_hook(&self, name: impl Into<Bytes>) -> Result<(), Error> {
         expect!(self, Request::UserHook { consistency: self.consistency, name: name.into() },
             Response::UserHook => ())
     }
 
     /// EXPECT_PROGRESS_POSSIBLE.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let can_write = client.expect_progress_possible().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn expect_progress_possible(&self) -> Result<bool, Error> {
         expect!(self, Request::ExpectProgressPossible, Response::ExpectProgressPossible(b) => b)
     }
 
     /// STATISTICS: the `arakoon_stats` tree.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let stats = client.statistics().await?;
+    /// if let Some(node_is) = stats.get("node_is") {
+    ///     println!("{node_is:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn statistics(&self) -> Result<NamedValue, Error> {
         expect!(self, Request::Statistics, Response::Statistics(s) => s)
     }
 
     /// GET_KEY_COUNT.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let keys: i64 = client.get_key_count().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_key_count(&self) -> Result<i64, Error> {
         expect!(self, Request::GetKeyCount, Response::GetKeyCount(n) => n)
     }
 
     /// VERSION.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let v = client.version().await?;
+    /// println!("{}.{}.{}", v.major, v.minor, v.patch);
+    /// # Ok(()) }
+    /// ```
     pub async fn version(&self) -> Result<VersionInfo, Error> {
         expect!(self, Request::Version, Response::Version(v) => v)
     }
 
     /// CURRENT_STATE: the node's consensus state, as text.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let state = client.current_state().await?; // e.g. "Stable_master"
+    /// # Ok(()) }
+    /// ```
     pub async fn current_state(&self) -> Result<Bytes, Error> {
         expect!(self, Request::CurrentState, Response::CurrentState(s) => s)
     }
 
     /// NOP: commits a no-op.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.nop().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn nop(&self) -> Result<(), Error> {
         expect!(self, Request::Nop, Response::Nop => ())
     }
 
     /// GET_TXID: the node's last applied index, as a consistency to pass to later reads.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Read-your-writes on a slave: ask for a store at least this recent.
+    /// client.set("k", "v").await?;
+    /// let at_least = client.get_txid().await?;
+    /// let v = client.with_consistency(at_least).with_read_from_slaves(true).get("k").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_txid(&self) -> Result<Consistency, Error> {
         expect!(self, Request::GetTxid, Response::GetTxid(c) => c)
     }
@@ -925,36 +1439,79 @@ impl Client {
     // ---- admin operations ------------------------------------------------------------------
 
     /// COLLAPSE_TLOGS: returns one opaque progress value per step.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let progress = client.collapse_tlogs(5).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn collapse_tlogs(&self, tlogs_to_keep: i32) -> Result<Vec<i64>, Error> {
         expect!(self, Request::CollapseTlogs { tlogs_to_keep }, Response::CollapseTlogs(s) => s)
     }
 
     /// GET_DB: the store image (refused by a master).
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// // Refused by a master: use a client configured with one slave only.
+    /// let image = client.get_db().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_db(&self) -> Result<Bytes, Error> {
         expect!(self, Request::GetDb, Response::GetDb(image) => image)
     }
 
     /// OPT_DB.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.optimize_db().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn optimize_db(&self) -> Result<(), Error> {
         expect!(self, Request::OptimizeDb, Response::OptimizeDb => ())
     }
 
     /// DEFRAG_DB.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.defrag_db().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn defrag_db(&self) -> Result<(), Error> {
         expect!(self, Request::DefragDb, Response::DefragDb => ())
     }
 
     /// DROP_MASTER.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.drop_master().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn drop_master(&self) -> Result<(), Error> {
         expect!(self, Request::DropMaster, Response::DropMaster => ())
     }
 
     /// FLUSH_STORE.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.flush_store().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn flush_store(&self) -> Result<(), Error> {
         expect!(self, Request::FlushStore, Response::FlushStore => ())
     }
 
     /// COPY_DB_TO_HEAD.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.copy_db_to_head(1).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn copy_db_to_head(&self, tlogs_to_keep: i32) -> Result<(), Error> {
         expect!(self, Request::CopyDbToHead { tlogs_to_keep }, Response::CopyDbToHead => ())
     }
@@ -962,26 +1519,58 @@ impl Client {
     // ---- nursery (legacy sharding) -------------------------------------------------------
 
     /// SET_INTERVAL.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Interval;
+    /// client.set_interval(Interval::default()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_interval(&self, interval: Interval) -> Result<(), Error> {
         expect!(self, Request::SetInterval(interval), Response::SetInterval => ())
     }
 
     /// GET_INTERVAL.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let interval = client.get_interval().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_interval(&self) -> Result<Interval, Error> {
         expect!(self, Request::GetInterval, Response::GetInterval(i) => i)
     }
 
     /// SET_ROUTING.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::Routing;
+    /// client.set_routing(Routing::Cluster("left".into())).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_routing(&self, routing: Routing) -> Result<(), Error> {
         expect!(self, Request::SetRouting(routing), Response::SetRouting => ())
     }
 
     /// GET_ROUTING.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let routing = client.get_routing().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_routing(&self) -> Result<Routing, Error> {
         expect!(self, Request::GetRouting, Response::GetRouting(r) => r)
     }
 
     /// SET_ROUTING_DELTA.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// client.set_routing_delta("left", "m", "right").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_routing_delta(
         &self,
         left: impl Into<Bytes>,
@@ -996,6 +1585,13 @@ impl Client {
     }
 
     /// SET_NURSERY_CFG.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::ClientCfg;
+    /// client.set_nursery_cfg("left", ClientCfg { nodes: vec![] }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_nursery_cfg(
         &self,
         cluster_id: impl Into<Bytes>,
@@ -1006,11 +1602,23 @@ impl Client {
     }
 
     /// GET_NURSERY_CFG.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let nursery = client.get_nursery_cfg().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_nursery_cfg(&self) -> Result<NurseryCfg, Error> {
         expect!(self, Request::GetNurseryCfg, Response::GetNurseryCfg(c) => c)
     }
 
     /// GET_FRINGE.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// let fringe = client.get_fringe(Some("m"), 0).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_fringe(
         &self,
         boundary: Option<impl Into<Bytes>>,
@@ -1021,6 +1629,13 @@ impl Client {
     }
 
     /// MIGRATE_RANGE.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rarakoon_client::Client) -> Result<(), rarakoon_client::Error> {
+    /// use rarakoon_client::{Interval, Sequence};
+    /// client.migrate_range(Interval::default(), Sequence::new().set("k", "v")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate_range(&self, interval: Interval, sequence: Sequence) -> Result<(), Error> {
         expect!(self, Request::MigrateRange { interval, updates: sequence.into_updates() },
             Response::MigrateRange => ())

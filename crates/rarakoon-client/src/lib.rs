@@ -8,7 +8,6 @@
 //!   timeouts and retries only what is safe.
 //! - [`listener`]: [`listener::Listener`], which accepts connections, checks the prologue and
 //!   dispatches requests to a [`listener::Handler`].
-//! - [`memory`]: an in-memory `Handler` (a `BTreeMap`) for tests, docs and benches.
 //!
 //! The wire format is specified in docs/protocol.md (shared with the project); section numbers in
 //! comments (§n) refer to it.
@@ -18,7 +17,6 @@ pub mod codec;
 mod error;
 mod error_code;
 pub mod listener;
-pub mod memory;
 mod opcode;
 mod request;
 mod response;

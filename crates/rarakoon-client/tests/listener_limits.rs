@@ -5,13 +5,15 @@
 //! nothing depends on the wall clock or RSS; a legitimate client is served throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::Recorder;
 use rarakoon_client::listener::{Listener, ListenerConfig, ListenerStats, StatsSnapshot};
-use rarakoon_client::memory::MemoryHandler;
 use rarakoon_client::{
     ClientCodec, Consistency, Limits, Prologue, Reply, Request, Response, encode_reply,
 };
@@ -46,8 +48,8 @@ fn set_header(key: &[u8], len: u32) -> Vec<u8> {
     out
 }
 
-async fn start(config: ListenerConfig) -> (Listener, Arc<MemoryHandler>) {
-    let handler = Arc::new(MemoryHandler::master(CLUSTER, "node_0"));
+async fn start(config: ListenerConfig) -> (Listener, Arc<Recorder>) {
+    let handler = Arc::new(Recorder::new("node_0"));
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), config, handler.clone())
         .await
         .unwrap();
@@ -243,7 +245,7 @@ async fn a_request_sent_one_byte_at_a_time_is_closed_by_the_frame_timeout() {
         "closed after {closed_after:?}"
     );
     assert_eq!(closed(&mut slow).await, Vec::<u8>::new());
-    assert_eq!(handler.value(b"slow"), None);
+    assert_eq!(handler.last_write(b"slow"), None);
     legit.served(1000).await;
     let s = stats.snapshot();
     assert_eq!((s.connections, s.closed_frame_timeout), (1, 1));
@@ -432,9 +434,12 @@ async fn large_partial_requests_against_a_small_budget_wait_and_others_are_serve
     }
     let reply = sender.await.unwrap();
     assert_eq!(reply, [0, 0, 0, 0]);
-    assert_eq!(handler.value(b"large").map(|v| v.len()), Some(500 << 10));
+    assert_eq!(
+        handler.last_write(b"large").map(|v| v.len()),
+        Some(500 << 10)
+    );
     for i in 0..ATTACKERS {
-        assert_eq!(handler.value(format!("big{i}").as_bytes()), None);
+        assert_eq!(handler.last_write(format!("big{i}").as_bytes()), None);
     }
     until(&stats, "everything given back", |s| {
         s.connections == 1 && s.request_bytes == 0 && s.budget_bytes == 0
@@ -465,7 +470,7 @@ async fn a_client_that_never_reads_holds_bounded_replies_and_is_closed_by_the_wr
     let stats = listener.stats();
     let value = Bytes::from(vec![b'v'; 256 << 10]);
     assert_eq!(
-        handler.execute(Request::Set {
+        handler.answer(Request::Set {
             key: b("big"),
             value: value.clone(),
         }),

@@ -1,15 +1,18 @@
-//! The client port over TLS: the Rust client against the listener serving the in-memory
-//! handler, with and without client certificates, admin names, and the bad inputs (plain TCP
-//! to a TLS port, TLS to a plain port, no / expired / foreign client certificate, a node
-//! certificate that names another node), each refused while other clients are served.
+//! The client port over TLS: the Rust client against the listener serving a write recorder
+//! (tests/common, no store semantics), with and without client certificates, admin names,
+//! and the bad inputs (plain TCP to a TLS port, TLS to a plain port, no / expired / foreign
+//! client certificate, a node certificate that names another node), each refused while
+//! other clients are served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use common::Recorder;
 use rarakoon_client::listener::{Listener, ListenerConfig, ListenerTls};
-use rarakoon_client::memory::MemoryHandler;
 use rarakoon_client::{Client, ClientConfig, ClientTls, Error};
 use rarakoon_tls::testca::{Leaf, TestCa};
 use rarakoon_tls::{Identity, TlsVersion};
@@ -50,7 +53,7 @@ async fn start(pki: &Pki, validate_peer: bool, admins: Option<&[&str]>) -> Liste
         config: rarakoon_tls::server_config(&node, roots, TlsVersion::Tls12).unwrap(),
         admin_names: admins.map(|a| a.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>()),
     });
-    let handler = Arc::new(MemoryHandler::master(CLUSTER, "node_0"));
+    let handler = Arc::new(Recorder::new("node_0"));
     Listener::bind("127.0.0.1:0".parse().unwrap(), config, handler)
         .await
         .unwrap()
@@ -206,7 +209,7 @@ async fn admin_operations_need_an_admin_name() {
 #[tokio::test]
 async fn tls_to_a_plain_port_fails_and_the_port_keeps_serving() {
     let pki = Pki::new("cluster-ca");
-    let handler = Arc::new(MemoryHandler::master(CLUSTER, "node_0"));
+    let handler = Arc::new(Recorder::new("node_0"));
     let listener = Listener::bind(
         "127.0.0.1:0".parse().unwrap(),
         ListenerConfig::new(CLUSTER),

@@ -33,7 +33,7 @@
 //! - With [`ListenerConfig::tls`], nothing is read from a connection outside a TLS session
 //!   (the handshake must complete within the prologue timeout; a failed one is logged and
 //!   counted in [`StatsSnapshot::refused_tls`]), and when [`ListenerTls::admin_names`] is set,
-//!   an admin request ([`OpClass::Admin`](crate::OpClass::Admin): `drop_master`,
+//!   an admin request ([`crate::OpClass::Admin`]: `drop_master`,
 //!   `collapse_tlogs`, `copy_db_to_head`, `flush_store`, `optimize_db`, `defrag_db`, `get_db`)
 //!   reaches the handler only from a client whose certificate carries one of those names;
 //!   others get `E_NOT_SUPPORTED` and the connection is closed. Written replies are flushed

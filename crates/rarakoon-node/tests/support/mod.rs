@@ -72,3 +72,96 @@ pub fn client(config: &ClusterConfig) -> Client {
     c.max_attempts = 50;
     Client::new(c).unwrap()
 }
+
+/// One node `n0` of cluster `t` in its own temp dir, and a client for it.
+pub struct SingleNode {
+    pub dir: tempfile::TempDir,
+    pub config: ClusterConfig,
+    pub node: rarakoon_node::Node,
+    pub client: Client,
+}
+
+impl SingleNode {
+    /// Starts the node; its first request waits (through the client's retries) for the
+    /// node to become master.
+    pub async fn start() -> SingleNode {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), 1);
+        let file = dir.path().join("c.toml");
+        let node = rarakoon_node::Node::start(&config, "n0", &file)
+            .await
+            .unwrap();
+        let client = client(&config);
+        SingleNode {
+            dir,
+            config,
+            node,
+            client,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.node.stop().await.unwrap();
+    }
+}
+
+pub fn b(s: &str) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(s.as_bytes())
+}
+
+pub fn bs(items: &[&str]) -> Vec<bytes::Bytes> {
+    items.iter().map(|s| b(s)).collect()
+}
+
+/// The prologue's bytes for `cluster` (docs/protocol.md §3).
+pub fn prologue_bytes(cluster: &str) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    rarakoon_client::Prologue {
+        cluster_id: b(cluster),
+    }
+    .encode(&mut out);
+    out.to_vec()
+}
+
+/// An error frame: return code, then the message as a length-prefixed string.
+pub fn frame(rc: u8, msg: &[u8]) -> Vec<u8> {
+    let mut out = vec![rc, 0, 0, 0];
+    out.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+    out.extend_from_slice(msg);
+    out
+}
+
+/// Sends `requests` pipelined on one raw connection to `addr` and returns their replies.
+pub async fn raw_calls(
+    addr: std::net::SocketAddr,
+    cluster: &str,
+    requests: &[rarakoon_client::Request],
+) -> Vec<rarakoon_client::Reply> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::{Decoder, Encoder};
+    let mut codec = rarakoon_client::ClientCodec::new(rarakoon_client::Limits::default());
+    let mut out = bytes::BytesMut::new();
+    codec
+        .encode(
+            &rarakoon_client::Prologue {
+                cluster_id: b(cluster),
+            },
+            &mut out,
+        )
+        .unwrap();
+    for r in requests {
+        codec.encode(r, &mut out).unwrap();
+    }
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut input = bytes::BytesMut::new();
+    let mut replies = Vec::new();
+    while replies.len() < requests.len() {
+        if let Some((_, reply)) = codec.decode(&mut input).unwrap() {
+            replies.push(reply);
+            continue;
+        }
+        assert!(s.read_buf(&mut input).await.unwrap() > 0, "closed early");
+    }
+    replies
+}
