@@ -565,3 +565,30 @@ async fn assert_range_failure_message_is_the_references() {
     }
     n.stop().await;
 }
+
+/// Arakoon's node catch-up over the client port is not served (ADR 0175): each of the three
+/// requests is read whole and answered E_NOT_SUPPORTED naming the reason, and the client goes
+/// on working after the connection-closing refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_entries_requests_are_refused_with_the_reason() {
+    let n = SingleNode::start().await;
+    let c = &n.client;
+    c.set("k", "v").await.unwrap();
+    for start_i in [0, 1, i64::MAX, -1] {
+        for request in [
+            Request::LastEntries { start_i },
+            Request::LastEntries2 { start_i },
+            Request::LastEntries3 { start_i },
+        ] {
+            match c.request(request.clone()).await {
+                Err(Error::NotSupported(m)) => assert!(
+                    String::from_utf8_lossy(&m.0).contains("catch-up over the client port"),
+                    "{request:?}: {m:?}"
+                ),
+                other => panic!("{request:?}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(c.get("k").await.unwrap(), "v");
+    n.stop().await;
+}
