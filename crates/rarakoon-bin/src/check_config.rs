@@ -66,6 +66,19 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
             }
         );
     }
+    // Load every user-function module now (size, SHA-256, imports, limits), so a wrong hash
+    // or a module the node would refuse shows here and not when the nodes start.
+    for function in &config.cluster.user_functions {
+        let loaded = rarakoon_node::wasm_functions::WasmFunction::load(function)?;
+        println!(
+            "  user function `{}`: {} (sha256 {}, fuel {}, memory {} page(s))",
+            function.name,
+            function.module.display(),
+            loaded.sha256(),
+            function.fuel,
+            function.memory_pages
+        );
+    }
     for warning in config.warnings() {
         println!("warning: {warning}");
     }

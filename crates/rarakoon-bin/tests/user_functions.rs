@@ -179,6 +179,13 @@ fn a_node_whose_module_differs_from_the_configured_hash_refuses_to_start() {
     let cluster = cluster();
     let module = cluster.dir.path().join("counter.wasm");
     let configured = sha256_hex(&std::fs::read(&module).unwrap());
+    // check-config loads the module and prints its hash while it matches...
+    let (code, out, err) = cluster.cli(&["check-config", cluster.config_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("user function `counter`") && out.contains(&configured),
+        "{out}"
+    );
     // Another valid module under the same name.
     let other =
         wat::parse_str(r#"(module (func (export "call") (result i32) (i32.const 0)))"#).unwrap();
@@ -196,6 +203,15 @@ fn a_node_whose_module_differs_from_the_configured_hash_refuses_to_start() {
     assert!(stderr.contains("counter.wasm"), "{stderr}");
     assert!(stderr.contains(&configured), "{stderr}");
     assert!(stderr.contains(&sha256_hex(&other)), "{stderr}");
+    // ...and refuses the config once it does not, naming the file and both hashes.
+    let (code, _, err) = cluster.cli(&["check-config", cluster.config_file.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("counter.wasm")
+            && err.contains(&configured)
+            && err.contains(&sha256_hex(&other)),
+        "{err}"
+    );
 }
 
 #[test]

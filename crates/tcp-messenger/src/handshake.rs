@@ -90,7 +90,7 @@ impl WireMessage for HelloReply {
 pub fn membership_mismatch(our_name: &str, ours: &str, their_name: &str, theirs: &str) -> String {
     format!(
         "membership views differ: {our_name:?} has [{ours}] but {their_name:?} has [{theirs}]; \
-         every node must be configured with the same nodes and roles, and number them alike"
+         every node must be configured with the same nodes, roles and user functions, and number them alike"
     )
 }
 
