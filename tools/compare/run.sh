@@ -4,7 +4,7 @@
 # (tools/compare), plus `rarakoon-bin bench` against the same Rarakoon cluster. Prints one
 # markdown table at the end; the raw JSON lines stay in $OUT (default: a temp directory).
 #
-#   tools/compare/run.sh                 # 10 s per workload after 2 s of warm-up
+#   tools/compare/run.sh                 # 10 s per workload after 3 s of warm-up
 #   DURATION=3 WARMUP=1 tools/compare/run.sh   # a short trial
 #   SYSTEMS="rarakoon etcd" tools/compare/run.sh
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
+WARMUP=${WARMUP:-3}
 KEYS=${KEYS:-1000}
 SYSTEMS=${SYSTEMS:-"rarakoon etcd zookeeper"}
 WORK=$(mktemp -d /tmp/rarakoon-compare.XXXXXX)

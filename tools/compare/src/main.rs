@@ -145,7 +145,7 @@ struct RunArgs {
 #[derive(Clone)]
 enum Conn {
     Rarakoon(ArakoonConn),
-    Etcd(etcd_client::KvClient),
+    Etcd(Box<etcd_client::KvClient>),
     Zk(zookeeper_client::Client),
 }
 
@@ -370,7 +370,7 @@ async fn connect(args: &RunArgs, connections: usize) -> anyhow::Result<Vec<Conn>
                 let client = etcd_client::Client::connect([format!("http://{endpoint}")], None)
                     .await
                     .with_context(|| format!("connecting to etcd at {endpoint}"))?;
-                conns.push(Conn::Etcd(client.kv_client()));
+                conns.push(Conn::Etcd(Box::new(client.kv_client())));
             }
         }
         System::Zookeeper => {
@@ -473,10 +473,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.keys == 0 {
         bail!("--clients and --keys must be at least 1");
     }
-    let connections = args.connections.unwrap_or(args.clients).clamp(1, args.clients);
+    let connections = args
+        .connections
+        .unwrap_or(args.clients)
+        .clamp(1, args.clients);
     let mut conns = connect(&args, connections).await?;
-    let keys: Arc<Vec<Bytes>> =
-        Arc::new((0..args.keys).map(|n| key(n, args.key_size)).collect());
+    let keys: Arc<Vec<Bytes>> = Arc::new((0..args.keys).map(|n| key(n, args.key_size)).collect());
     let value = Bytes::from(vec![b'v'; args.value_size]);
     if !args.no_prefill {
         prefill(args.system, &mut conns[0], &keys, &value).await?;
@@ -581,9 +583,10 @@ fn table(files: &[PathBuf]) -> anyhow::Result<()> {
     for file in files {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
-            let v: serde_json::Value = serde_json::from_str(line)?;
-            let v = normalize_bench(v);
+        // A stream of JSON objects: one per line from `run --json`, pretty-printed from
+        // `rarakoon-bin bench --json`.
+        for v in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let v = normalize_bench(v.with_context(|| format!("parsing {}", file.display()))?);
             let field = |name: &str| v.get(name).cloned().unwrap_or(serde_json::Value::Null);
             let row = (
                 field("workload").as_str().unwrap_or("?").to_owned(),
@@ -597,12 +600,14 @@ fn table(files: &[PathBuf]) -> anyhow::Result<()> {
             rows.entry(row).or_default().insert(system, v);
         }
     }
-    let label = |w: &str| match w {
-        "set" => "durable set",
-        "get" => "consistent get",
-        "get-local" => "local get (not linearizable)",
-        other => other,
-    };
+    fn label(w: &str) -> &str {
+        match w {
+            "set" => "durable set",
+            "get" => "consistent get",
+            "get-local" => "local get (not linearizable)",
+            other => other,
+        }
+    }
     let cell = |v: Option<&serde_json::Value>| -> String {
         let Some(v) = v else { return String::new() };
         let ops = v.get("ops_per_sec").and_then(|x| x.as_f64()).unwrap_or(0.0);
@@ -697,7 +702,7 @@ fn thousands(x: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
