@@ -93,6 +93,10 @@ run_rarakoon() {
         sleep 0.2
     done
     grep -q '^Ready:' "$WORK/rarakoon-local.out" || { cat "$WORK/rarakoon-local.out" >&2; return 1; }
+    if grep -q 'fsync *= *false' "$WORK/rarakoon/cluster.toml"; then
+        echo "the local cluster's config turns fsync off" >&2
+        return 1
+    fi
     local endpoints
     endpoints=$(sed -n 's/^  \(node_[0-9]*\): client \([0-9.:]*\).*/\1=\2/p' "$WORK/rarakoon-local.out" | paste -sd,)
     echo "# rarakoon: $endpoints ($(grep '^Ready:' "$WORK/rarakoon-local.out"))" >&2
@@ -153,6 +157,7 @@ syncLimit=5
 dataDir=$WORK/zookeeper/z$i/data
 clientPort=$((21810 + i))
 clientPortAddress=127.0.0.1
+forceSync=yes
 admin.enableServer=false
 4lw.commands.whitelist=srvr
 maxClientCnxns=0
