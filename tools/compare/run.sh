@@ -190,8 +190,8 @@ EOF
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/machine.txt" >&2
 for system in $SYSTEMS; do
     "run_$system"
+    echo "# load after $system: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
 done
-echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
 echo "# results in $OUT" >&2
 cat "$OUT/machine.txt"
 "$GEN" table "$OUT"/*.jsonl
