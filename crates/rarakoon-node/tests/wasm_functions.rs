@@ -29,29 +29,7 @@ const IMPORTS: &str = r#"
 /// The example of docs/operations.md: a counter kept as a little-endian u64 under the key
 /// given as argument; returns the new value. Fails with code 1 without a key and with a
 /// message when the value is not 8 bytes long.
-pub const COUNTER: &str = r#"(module
-  (import "rarakoon" "argument" (func $argument (param i32 i32) (result i32)))
-  (import "rarakoon" "get" (func $get (param i32 i32 i32 i32) (result i32)))
-  (import "rarakoon" "set" (func $set (param i32 i32 i32 i32)))
-  (import "rarakoon" "set_result" (func $set_result (param i32 i32)))
-  (import "rarakoon" "fail" (func $fail (param i32 i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "the counter is not 8 bytes long")
-  ;; The key goes to 1024 (at most 1024 bytes), the counter to 64.
-  (func (export "call") (result i32)
-    (local $key_len i32) (local $len i32)
-    (local.set $key_len (call $argument (i32.const 1024) (i32.const 1024)))
-    (if (i32.le_s (local.get $key_len) (i32.const 0)) (then (return (i32.const 1))))
-    (if (i32.gt_s (local.get $key_len) (i32.const 1024)) (then (return (i32.const 2))))
-    (local.set $len (call $get (i32.const 1024) (local.get $key_len) (i32.const 64) (i32.const 8)))
-    (if (i32.eq (local.get $len) (i32.const -1))
-      (then (i64.store (i32.const 64) (i64.const 0)))
-      (else (if (i32.ne (local.get $len) (i32.const 8))
-        (then (call $fail (i32.const 0) (i32.const 31))))))
-    (i64.store (i32.const 64) (i64.add (i64.load (i32.const 64)) (i64.const 1)))
-    (call $set (i32.const 1024) (local.get $key_len) (i32.const 64) (i32.const 8))
-    (call $set_result (i32.const 64) (i32.const 8))
-    (i32.const 0)))"#;
+pub const COUNTER: &str = include_str!("../../../docs/examples/counter.wat");
 
 fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
