@@ -12,7 +12,8 @@
 //! Every wait is on an event (a master elected, writes acknowledged, values converged), with a
 //! generous bound for a loaded 2-core machine; no step sleeps for a fixed time.
 //!
-//! `FAULT_ROUNDS=n` repeats the fault schedule n times (default 2) for a longer soak.
+//! The fault schedule repeats for about two minutes (`FAULT_SECONDS`, default 120, and at
+//! least two rounds); `FAULT_ROUNDS=n` runs exactly n rounds instead, for a longer soak.
 //!
 //! Crashes lose unsynced data: every node runs with `--test-volatile-writes`, which keeps the
 //! bytes it has written but not fsync'd in its own memory ([`write_ahead_log::VolatileFs`]),
@@ -226,13 +227,37 @@ fn check_history(recorder: &Recorder) {
     }
 }
 
+/// How many times the fault schedule runs: `FAULT_ROUNDS=n` rounds exactly, or else rounds
+/// until `FAULT_SECONDS` (default 120) have passed, and at least [`Schedule::MIN_ROUNDS`].
+/// The time only decides how much evidence a run gathers, never whether it passes.
+struct Schedule {
+    rounds: Option<usize>,
+    budget: Duration,
+}
+
+impl Schedule {
+    const MIN_ROUNDS: usize = 2;
+
+    fn from_env() -> Schedule {
+        let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+        Schedule {
+            rounds: var("FAULT_ROUNDS").map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            budget: Duration::from_secs(var("FAULT_SECONDS").unwrap_or(120)),
+        }
+    }
+
+    fn another_round(&self, done: usize, elapsed: Duration) -> bool {
+        match self.rounds {
+            Some(n) => done < n,
+            None => done < Self::MIN_ROUNDS || elapsed < self.budget,
+        }
+    }
+}
+
 /// The whole fault schedule against a 3-node cluster under a concurrent client load.
 #[test]
 fn faults_from_outside_keep_the_history_linearizable() {
-    let rounds: usize = std::env::var("FAULT_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let schedule = Schedule::from_env();
     let mut fc = FaultCluster::new(3);
     fc.cluster.start_all();
     let all: Vec<String> = fc.names.clone();
@@ -242,7 +267,12 @@ fn faults_from_outside_keep_the_history_linearizable() {
     let clients = start_clients(&fc, &recorder, 4, Reads::Consistent);
     fc.wait_progress(&recorder, 20, "before any fault");
 
-    for round in 0..rounds {
+    let started = std::time::Instant::now();
+    for round in 0.. {
+        if !schedule.another_round(round, started.elapsed()) {
+            eprintln!("{round} fault rounds in {:?}", started.elapsed());
+            break;
+        }
         eprintln!("fault round {round}");
 
         // kill -9 the master, then restart it.
