@@ -171,7 +171,9 @@ pub fn read_raw(fs: &dyn FileSystem, path: &Path, max_bytes: u64) -> Result<Vec<
     if len > max_bytes {
         return Err(too_long(len));
     }
-    let mut data = Vec::new();
+    // Sized once from the length checked above (a growing Vec would copy the segment about
+    // twice over and fault its pages in again); bounded by `max_bytes`.
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     fs.open_read(path)
         // `take`: the file may have grown since it was measured.
         .and_then(|file| {
