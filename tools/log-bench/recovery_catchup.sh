@@ -7,6 +7,8 @@
 # with `rarakoon-bin bench --workload get` (16 B keys, 100 B values; default 3000000).
 # The collapse threshold is raised so that everything stays in the log (recovery replays the
 # whole WAL; catch-up streams the whole log, never a snapshot).
+# LOAD=set (environment) instead writes for LOAD_SECS (default 20) seconds with the `set`
+# workload from LOAD_CLIENTS (default 8) clients: small entries, a few updates each.
 # Prints: WAL bytes (raw entry bytes, archives decompressed), recovery time of node_2 after a
 # SIGTERM (from its first log line to "recovered from disk", both timestamps from its log),
 # and the time a wiped node_2 takes until its applied index reaches the master's.
@@ -28,8 +30,13 @@ stop() { kill -TERM "${PID[$1]}"; wait "${PID[$1]}" || true; }
 applied() { curl -s "http://127.0.0.1:$((BASE + 20 + $1))/metrics" | awk '/^[a-z_]*applied_index /{print $2}'; }
 trap 'for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait' EXIT
 for i in 0 1 2; do start $i; done
-"$BIN" bench --cluster-config "$DIR/cluster.toml" --workload get --keys "$KEYS" \
-  --warmup 0s --duration 1s --json > "$DIR/bench.json"
+if [ "${LOAD:-prefill}" = set ]; then
+  "$BIN" bench --cluster-config "$DIR/cluster.toml" --workload set --keys "$KEYS" \
+    --clients "${LOAD_CLIENTS:-8}" --warmup 0s --duration "${LOAD_SECS:-20}s" --json > "$DIR/bench.json"
+else
+  "$BIN" bench --cluster-config "$DIR/cluster.toml" --workload get --keys "$KEYS" \
+    --warmup 0s --duration 1s --json > "$DIR/bench.json"
+fi
 sleep 2
 echo "uptime: $(uptime)"
 stop 2
