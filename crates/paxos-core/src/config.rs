@@ -85,7 +85,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// At most this many proposals queued on the master before new ones are refused.
     pub max_queued_proposals: usize,
-    /// At most this many entries in one catch-up answer.
+    /// At most this many entries in one catch-up answer (served and accepted). The driver
+    /// bounds an answer in bytes too; this bound matters for small entries, where a larger
+    /// answer means fewer round trips (ADR 0190). Every node must allow at least what its
+    /// peers serve: a longer answer is ignored as invalid.
     pub max_catch_up_entries: u64,
     /// Test-only protocol-breaking switches (feature `test-support`); all off by default.
     #[cfg(feature = "test-support")]
@@ -135,7 +138,7 @@ impl Config {
             max_batch_bytes: 1 << 20,
             max_in_flight: 8,
             max_queued_proposals: 16_384,
-            max_catch_up_entries: 256,
+            max_catch_up_entries: 16_384,
             #[cfg(feature = "test-support")]
             sabotage: Sabotage::default(),
         }

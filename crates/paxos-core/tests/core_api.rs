@@ -742,6 +742,71 @@ fn a_catch_up_answer_slower_than_the_retransmit_interval_is_still_taken() {
     );
 }
 
+/// A catch-up answer larger than the old 256-entry bound is taken, and the request for the
+/// next range goes out before the answer's applies, so the peer reads and sends it while the
+/// driver applies this one (ADR 0190).
+#[test]
+fn a_large_catch_up_answer_is_taken_and_the_next_request_precedes_its_applies() {
+    let mut core = started(1, 3);
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(0),
+    };
+    let t0 = 2 * LEASE;
+    let out = step(
+        &mut core,
+        t0,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::Commit {
+                ballot,
+                committed: 5000,
+            },
+        },
+    );
+    assert!(sends(&out).contains(&Message::CatchUpRequest { from: 1 }));
+    let values: Vec<Value> = (1..=1000).map(batch).collect();
+    let out = step(
+        &mut core,
+        t0 + 1,
+        Event::Message {
+            from: NodeId(0),
+            msg: Message::CatchUpEntries {
+                first: 1,
+                values,
+                committed: 5000,
+            },
+        },
+    );
+    let applied: Vec<u64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Apply { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, (1..=1000).collect::<Vec<_>>(), "{out:?}");
+    let request = out.iter().position(|e| {
+        matches!(
+            e,
+            Effect::Send {
+                to: NodeId(0),
+                msg: Message::CatchUpRequest { from: 1001 }
+            }
+        )
+    });
+    let first_apply = out.iter().position(|e| matches!(e, Effect::Apply { .. }));
+    assert!(
+        request.is_some() && request < first_apply,
+        "the next request must precede the applies: request at {request:?}, first apply at \
+         {first_apply:?}"
+    );
+    let persisted = persists(&out);
+    assert_eq!(persisted.len(), 1);
+    assert_eq!(persisted[0].entries.len(), 1000);
+    assert_eq!(persisted[0].committed, 1000);
+}
+
 /// `witnessed` (Arakoon's `node_is`) records what a checked message showed of its sender's
 /// log, and nothing from a message that failed its checks.
 #[test]

@@ -17,13 +17,18 @@
 //!
 //! Why the default bucket (1000 requests a second, bursts of 64, per peer and kind) never slows
 //! a legitimate peer: catching up is self-clocked. paxos-core keeps one catch-up request
-//! outstanding and sends the next when the answer arrives (an unanswered one is repeated once
-//! per retransmit interval, at most every 50 ms); the snapshot fetcher asks for the next chunk
-//! when the previous one arrived. So a real peer asks at most once per round trip plus
-//! serving time, and 1000 a second is 256 000 log entries (256 per answer) or 1 GiB of
-//! snapshot (1 MiB chunks) a second: more than one storage thread serves or a 10 Gb/s link
-//! carries. The burst absorbs retransmissions that bunch up after a stall. Only a peer asking
-//! faster than its answers can come back ever hits the limit.
+//! outstanding and sends the next when the answer arrives, before applying it (an unanswered
+//! one is repeated once per retransmit interval, at most every 50 ms); the snapshot fetcher
+//! asks for the next chunk when the previous one arrived. So a real peer asks at most once per
+//! round trip plus serving time, and 1000 a second is 16 million log entries (16384 per
+//! answer) or 8 GB (8 MiB per answer) of log, or 1 GiB of snapshot (1 MiB chunks) a second:
+//! more than one storage thread serves or a 10 Gb/s link carries. The burst absorbs
+//! retransmissions that bunch up after a stall. Only a peer asking faster than its answers can
+//! come back ever hits the limit.
+//!
+//! Catch-up answers received are counted ([`CatchUpProgress`]): while a node catches up it logs
+//! at info level, at most once a second, the entries and bytes received so far and the rate,
+//! and once more when an answer reaches the serving peer's committed index (ADR 0190).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use paxos_core::{Message, NodeId};
 use tcp_messenger::{Inbox, Messenger};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 
 use crate::driver::Input;
 use crate::transport::Transport;
@@ -148,6 +153,148 @@ fn request_kind(msg: &PeerMessage) -> Option<usize> {
     }
 }
 
+/// How often a catch-up in progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// An answer after this long without one starts a new catch-up in the log lines.
+const PROGRESS_GAP: Duration = Duration::from_secs(10);
+/// A catch-up that ends before its first progress line is logged at info level only when it
+/// moved at least this many bytes (a follower a few entries behind is routine, not news).
+const PROGRESS_QUIET_BYTES: u64 = 1 << 20;
+
+/// Counts the catch-up answers this node receives, to log how a catch-up progresses.
+///
+/// Invariant: the counters describe one run of answers without a gap of [`PROGRESS_GAP`]; a
+/// run ends when an answer reaches the serving peer's committed index.
+#[derive(Debug, Default)]
+pub struct CatchUpProgress {
+    run: Option<ProgressRun>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProgressRun {
+    started: Instant,
+    last_answer: Instant,
+    last_log: Instant,
+    logged: bool,
+    entries: u64,
+    bytes: u64,
+}
+
+/// One line to log about a catch-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgressLine {
+    /// Entries received in this run.
+    pub entries: u64,
+    /// Frame bytes received in this run.
+    pub bytes: u64,
+    /// Seconds since the run's first answer was received.
+    pub secs: f64,
+    /// The last index received.
+    pub index: u64,
+    /// The serving peer's committed index, as its answer said.
+    pub peer_committed: u64,
+    /// The answer reached the peer's committed index: the run ended.
+    pub reached: bool,
+    /// Log at info level (else debug).
+    pub loud: bool,
+}
+
+impl ProgressLine {
+    /// Megabytes (10^6 B) per second over the run.
+    pub fn mb_per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.bytes as f64 / self.secs / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
+impl CatchUpProgress {
+    /// Counts an answer of `entries` entries ending at `index` that came in a frame of
+    /// `bytes`; returns a line to log, if one is due.
+    pub fn on_answer(
+        &mut self,
+        now: Instant,
+        entries: u64,
+        bytes: u64,
+        index: u64,
+        peer_committed: u64,
+    ) -> Option<ProgressLine> {
+        let run = match &mut self.run {
+            Some(run) if now.saturating_duration_since(run.last_answer) < PROGRESS_GAP => run,
+            slot => slot.insert(ProgressRun {
+                started: now,
+                last_answer: now,
+                last_log: now,
+                logged: false,
+                entries: 0,
+                bytes: 0,
+            }),
+        };
+        run.last_answer = now;
+        run.entries = run.entries.saturating_add(entries);
+        run.bytes = run.bytes.saturating_add(bytes);
+        let reached = entries > 0 && index >= peer_committed;
+        let due = now.saturating_duration_since(run.last_log) >= PROGRESS_EVERY;
+        if !reached && !due {
+            return None;
+        }
+        let line = ProgressLine {
+            entries: run.entries,
+            bytes: run.bytes,
+            secs: now.saturating_duration_since(run.started).as_secs_f64(),
+            index,
+            peer_committed,
+            reached,
+            loud: !reached || run.logged || run.bytes >= PROGRESS_QUIET_BYTES,
+        };
+        run.last_log = now;
+        run.logged = true;
+        if reached {
+            self.run = None;
+        }
+        Some(line)
+    }
+}
+
+fn log_progress(peer: &str, line: &ProgressLine) {
+    let mib = line.bytes as f64 / f64::from(1u32 << 20);
+    let rate = line.mb_per_sec();
+    match (line.reached, line.loud) {
+        (false, _) => tracing::info!(
+            %peer,
+            entries = line.entries,
+            bytes = line.bytes,
+            index = line.index,
+            peer_committed = line.peer_committed,
+            secs = line.secs,
+            mb_per_sec = rate,
+            "catching up: {} entries, {mib:.1} MiB received so far, {rate:.1} MB/s",
+            line.entries
+        ),
+        (true, true) => tracing::info!(
+            %peer,
+            entries = line.entries,
+            bytes = line.bytes,
+            index = line.index,
+            secs = line.secs,
+            mb_per_sec = rate,
+            "caught up with the peer's committed index: {} entries, {mib:.1} MiB in {:.2} s, \
+             {rate:.1} MB/s",
+            line.entries,
+            line.secs
+        ),
+        (true, false) => tracing::debug!(
+            %peer,
+            entries = line.entries,
+            bytes = line.bytes,
+            index = line.index,
+            "caught up with the peer's committed index"
+        ),
+    }
+}
+
 /// Moves messages from the messenger's inbox to the driver until either side closes, dropping
 /// catch-up and snapshot requests beyond `limits` (per peer and kind) and counting in
 /// `counters`.
@@ -171,6 +318,7 @@ pub async fn pump_inbox(
     let mut buckets: Vec<[Bucket; 2]> =
         vec![[Bucket::full(limits, start), Bucket::full(limits, start)]; names.len()];
     let mut batch = Vec::with_capacity(64);
+    let mut progress = CatchUpProgress::default();
     loop {
         batch.clear();
         if inbox.recv_many(&mut batch, 64).await == 0 {
@@ -204,6 +352,21 @@ pub async fn pump_inbox(
                     continue;
                 }
             }
+            if let PeerMessage::Paxos(Message::CatchUpEntries {
+                first,
+                values,
+                committed,
+            }) = &incoming.msg
+                && let Some(line) = progress.on_answer(
+                    Instant::now(),
+                    values.len() as u64,
+                    incoming.held.bytes(),
+                    first.saturating_add(values.len() as u64).saturating_sub(1),
+                    *committed,
+                )
+            {
+                log_progress(&incoming.from, &line);
+            }
             if driver
                 .send(Input::Peer {
                     from,
@@ -217,5 +380,72 @@ pub async fn pump_inbox(
             }
             counters.delivered.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn progress_is_logged_once_a_second_with_the_totals_of_the_run() {
+        let t0 = Instant::now();
+        let mut progress = CatchUpProgress::default();
+        assert_eq!(progress.on_answer(t0, 100, 1_000_000, 100, 10_000), None);
+        let half = t0 + Duration::from_millis(500);
+        assert_eq!(progress.on_answer(half, 100, 1_000_000, 200, 10_000), None);
+        let second = t0 + Duration::from_secs(1);
+        let line = progress
+            .on_answer(second, 100, 1_000_000, 300, 10_000)
+            .expect("a line is due after a second");
+        assert_eq!(
+            (line.entries, line.bytes, line.index),
+            (300, 3_000_000, 300)
+        );
+        assert!(!line.reached && line.loud);
+        assert!((line.mb_per_sec() - 3.0).abs() < 1e-9, "{line:?}");
+        // The next line is due a second after the last one, not after the first answer.
+        let soon = second + Duration::from_millis(999);
+        assert_eq!(progress.on_answer(soon, 1, 10, 301, 10_000), None);
+    }
+
+    #[test]
+    fn reaching_the_peers_committed_index_ends_the_run() {
+        let t0 = Instant::now();
+        let mut progress = CatchUpProgress::default();
+        // A small catch-up that ends at once is routine: logged quietly.
+        let line = progress
+            .on_answer(t0, 3, 500, 3, 3)
+            .expect("the end is logged");
+        assert!(line.reached && !line.loud, "{line:?}");
+        // A large one is worth an info line even when it ends before the first second.
+        let line = progress
+            .on_answer(t0, 10, 2 << 20, 13, 13)
+            .expect("the end is logged");
+        assert!(line.reached && line.loud, "{line:?}");
+        assert_eq!(
+            line.entries, 10,
+            "a new run starts after the end of the last one"
+        );
+        // An empty answer (nothing to serve) does not count as reaching the end.
+        assert_eq!(progress.on_answer(t0, 0, 100, 13, 13), None);
+    }
+
+    #[test]
+    fn a_quiet_spell_starts_a_new_run() {
+        let t0 = Instant::now();
+        let mut progress = CatchUpProgress::default();
+        assert_eq!(progress.on_answer(t0, 5, 5_000, 5, 100), None);
+        let later = t0 + PROGRESS_GAP;
+        assert_eq!(progress.on_answer(later, 5, 5_000, 10, 100), None);
+        let line = progress
+            .on_answer(later + PROGRESS_EVERY, 5, 5_000, 15, 100)
+            .expect("due");
+        assert_eq!(
+            line.entries, 10,
+            "the answer before the gap is not counted: {line:?}"
+        );
+        assert!((line.secs - 1.0).abs() < 1e-9, "{line:?}");
     }
 }

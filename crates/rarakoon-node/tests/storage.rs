@@ -229,3 +229,66 @@ fn an_undecodable_committed_entry_stops_recovery_naming_its_index() {
     );
     assert!(text.contains("upgrade this node"), "{text}");
 }
+
+/// The replay crosses several 8 MiB reads (the reader thread hands them over one by one):
+/// every committed entry is applied once and in order, and an uncommitted entry whose updates
+/// cannot be decoded is handed to paxos-core as it is, not treated as damage.
+#[test]
+fn a_replay_over_many_reads_applies_in_order_and_keeps_an_undecodable_uncommitted_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let big = "v".repeat(600 * 1024);
+    let entries = 40u64;
+    let value = |i: u64| {
+        Value::Batch(vec![
+            Proposal {
+                id: ProposalId(i),
+                payload: payload::encode(&Update::Set {
+                    key: Bytes::from(format!("k{i}")),
+                    value: Bytes::from(big.clone()),
+                }),
+            },
+            Proposal {
+                id: ProposalId(i),
+                payload: payload::encode(&Update::Set {
+                    key: Bytes::from_static(b"order"),
+                    value: Bytes::from(i.to_string()),
+                }),
+            },
+        ])
+    };
+    let mut persists: Vec<Persist> = (1..=entries)
+        .map(|i| Persist {
+            ticket: i,
+            promise: None,
+            entries: vec![entry(i, 3, value(i))],
+            committed: i - 1,
+        })
+        .collect();
+    let garbage = Value::Batch(vec![Proposal {
+        id: ProposalId(99),
+        payload: vec![0xFF, 0x00, 0x13],
+    }]);
+    persists.push(Persist {
+        ticket: entries + 1,
+        promise: None,
+        entries: vec![entry(entries + 1, 3, garbage.clone())],
+        committed: entries,
+    });
+    persist_all(&cfg, persists);
+    let r = storage::recover(&cfg, Arc::new(UserFunctionRegistry::new())).unwrap();
+    assert_eq!(r.state.committed, entries);
+    assert_eq!(r.store.applied_index(), Some(entries));
+    assert_eq!(r.store.key_count(), entries + 1);
+    assert_eq!(
+        r.store.get(b"order").unwrap().as_ref(),
+        entries.to_string().as_bytes()
+    );
+    for i in 1..=entries {
+        assert_eq!(
+            r.store.get(format!("k{i}").as_bytes()).unwrap().len(),
+            big.len()
+        );
+    }
+    assert_eq!(r.state.entries, vec![entry(entries + 1, 3, garbage)]);
+}

@@ -1,5 +1,7 @@
 //! Benchmarks: WAL append + fsync (group commit) next to a raw write + fsync loop on the same
-//! directory, and head snapshot write/load of one million 16 B / 100 B pairs.
+//! directory, head snapshot write/load of one million 16 B / 100 B pairs, and replay: opening a
+//! log of 256 MiB (scan, CRCs) and reading it all back in 8 MiB reads (as start-up recovery and
+//! catch-up do), next to a raw sequential read of the same files in 8 MiB reads.
 //!
 //! Files go under `$WAL_BENCH_DIR` (default: the system temp directory); point it at the disk
 //! you care about.
@@ -7,7 +9,7 @@
 
 use std::fs::OpenOptions;
 use std::hint::black_box;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,9 +119,84 @@ fn snapshots(c: &mut Criterion) {
     group.finish();
 }
 
+fn replay(c: &mut Criterion) {
+    const ENTRY: usize = 4096;
+    const ENTRIES: u64 = 65_536;
+    const READ_BYTES: usize = 8 << 20;
+    let dir = tempfile::tempdir_in(bench_root()).unwrap();
+    let wal_dir = dir.path().join("wal");
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let config = WalConfig {
+        compressor: Compressor::None,
+        ..WalConfig::default()
+    };
+    {
+        let mut wal = Wal::open(Arc::clone(&fs), &wal_dir, config.clone()).unwrap();
+        let mut entry = vec![0u8; ENTRY];
+        for batch in 0..ENTRIES / 256 {
+            let first = 1 + batch * 256;
+            let entries: Vec<(u64, Vec<u8>)> = (first..first + 256)
+                .map(|index| {
+                    entry[..8].copy_from_slice(&index.to_le_bytes());
+                    (index, entry.clone())
+                })
+                .collect();
+            wal.append_and_sync(entries.iter().map(|(i, e)| (*i, e.as_slice())))
+                .unwrap();
+        }
+    }
+    let files: Vec<PathBuf> = {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&wal_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        files.sort();
+        files
+    };
+    let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    let mut group = c.benchmark_group("replay_256MiB_4KiB_entries");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("raw_sequential_read_8MiB", |b| {
+        let mut buf = vec![0u8; READ_BYTES];
+        b.iter(|| {
+            let mut total = 0usize;
+            for path in &files {
+                let mut file = std::fs::File::open(path).unwrap();
+                loop {
+                    let n = file.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+            }
+            black_box(total)
+        });
+    });
+    group.bench_function("wal_open", |b| {
+        b.iter(|| black_box(Wal::open(Arc::clone(&fs), &wal_dir, config.clone()).unwrap()));
+    });
+    let wal = Wal::open(Arc::clone(&fs), &wal_dir, config.clone()).unwrap();
+    group.bench_function("wal_read_all_8MiB", |b| {
+        b.iter(|| {
+            let mut next = 1u64;
+            let mut total = 0usize;
+            while next <= ENTRIES {
+                let entries = wal.read(next, ENTRIES, READ_BYTES).unwrap();
+                next = entries.last().unwrap().index + 1;
+                total += entries.iter().map(|e| e.bytes.len()).sum::<usize>();
+            }
+            black_box(total)
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
-    targets = append_fsync, snapshots
+    targets = append_fsync, snapshots, replay
 }
 criterion_main!(benches);

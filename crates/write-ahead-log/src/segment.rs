@@ -157,9 +157,17 @@ fn is_tail_damage(data: &[u8], offset: usize, error: &DecodeError) -> bool {
     }
 }
 
-/// Reads a whole raw segment, refusing one longer than `max_bytes` before reading it (a
-/// damaged or foreign file must not make the open allocate without bound).
-pub fn read_raw(fs: &dyn FileSystem, path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+/// Reads a whole raw segment into `data` (cleared first), refusing one longer than
+/// `max_bytes` before reading it (a damaged or foreign file must not make the open allocate
+/// without bound). Opening reuses one buffer for every segment, so its pages are faulted in
+/// once instead of once per segment.
+pub fn read_raw_into(
+    fs: &dyn FileSystem,
+    path: &Path,
+    max_bytes: u64,
+    data: &mut Vec<u8>,
+) -> Result<()> {
+    data.clear();
     let len = fs
         .file_len(path)
         .map_err(WalError::io("stat segment", path))?;
@@ -171,18 +179,17 @@ pub fn read_raw(fs: &dyn FileSystem, path: &Path, max_bytes: u64) -> Result<Vec<
     if len > max_bytes {
         return Err(too_long(len));
     }
-    let mut data = Vec::new();
+    // Sized once from the length checked above (a growing Vec would copy the segment about
+    // twice over and fault its pages in again); bounded by `max_bytes`.
+    data.reserve(usize::try_from(len).unwrap_or(0));
     fs.open_read(path)
         // `take`: the file may have grown since it was measured.
-        .and_then(|file| {
-            file.take(max_bytes.saturating_add(1))
-                .read_to_end(&mut data)
-        })
+        .and_then(|file| file.take(max_bytes.saturating_add(1)).read_to_end(data))
         .map_err(WalError::io("read segment", path))?;
     if data.len() as u64 > max_bytes {
         return Err(too_long(data.len() as u64));
     }
-    Ok(data)
+    Ok(())
 }
 
 /// Reads and decompresses an archive, refusing to produce more than `max_bytes`.

@@ -205,23 +205,29 @@ impl Core {
             fresh.push(LogEntry {
                 index,
                 ballot: Ballot::ZERO,
-                value: value.clone(),
+                value,
             });
-            self.emit_committed(index, value, false, out);
         }
         let progressed = !fresh.is_empty();
+        // Ask for the next range before the applies: the driver executes effects in order and
+        // applying a large answer takes a while, so the peer reads and sends the next answer
+        // while this node applies this one (ADR 0190). Only `committed` decides what is asked,
+        // and it is final here; the answer is an event, handled after these effects.
+        if progressed
+            && self.committed < self.commit_hint.0
+            && let Some(peer) = self.commit_hint.1
+        {
+            self.request_catch_up(peer, out);
+        }
+        for entry in &fresh {
+            self.emit_committed(entry.index, entry.value.clone(), false, out);
+        }
         if progressed {
             // Keep the contiguous-to-the-end contract of Persist: rewrite what we still hold.
             let committed = self.committed;
             fresh.extend(self.entries_above(committed));
             let ticket = self.persist(None, fresh, out);
             self.retag_above(committed, ticket);
-        }
-        if progressed
-            && self.committed < self.commit_hint.0
-            && let Some(peer) = self.commit_hint.1
-        {
-            self.request_catch_up(peer, out);
         }
     }
 

@@ -18,7 +18,9 @@
 //! - `persist`: the loop, its rounds and group commit, and appending to the log;
 //! - `catch_up`: reading committed values for a peer;
 //! - `snapshot`: serving the head snapshot to a peer, fetching and installing a peer's;
-//! - `collapse`: writing a snapshot of the store and pruning the log behind it.
+//! - `collapse`: writing a snapshot of the store and pruning the log behind it;
+//! - `replay`: the start-up replay of the log into the store (reading and decoding on a
+//!   second thread while the caller applies).
 //!
 //! Invariants:
 //! - A ticket is reported durable only after the fsync that covers its entries (or, with
@@ -39,6 +41,7 @@
 mod catch_up;
 mod collapse;
 mod persist;
+mod replay;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +50,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kv_store::{SnapshotLoader, Store, Update, UserFunctionRegistry};
-use paxos_core::{CatchUpRead, Index, LogEntry, NodeId, Persist, RecoveredState, Value};
+use paxos_core::{CatchUpRead, Index, NodeId, Persist, RecoveredState, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use wire_codec::rkyv::util::AlignedVec;
 use write_ahead_log::{
@@ -272,32 +275,13 @@ pub fn recover(
 
     let base = snapshot_index.unwrap_or(0);
     let last = wal.last_index().unwrap_or(base);
-    let mut committed = base;
-    let mut pending: Vec<LogEntry> = Vec::new();
-    let mut scratch = AlignedVec::new();
     let mut next = base + 1;
     if let Some(first) = wal.first_index() {
         next = next.max(first);
     }
-    while next <= last {
-        let entries = wal.read(next, last, CATCH_UP_READ_BYTES)?;
-        if entries.is_empty() {
-            break;
-        }
-        for entry in entries {
-            let stored =
-                decode_entry(&entry.bytes, &mut scratch).map_err(|e| StorageError::BadEntry {
-                    dir: dir.clone(),
-                    index: entry.index,
-                    reason: e.to_string(),
-                })?;
-            committed = committed.max(stored.committed.min(last));
-            pending.push(stored.into_log_entry(entry.index));
-            next = entry.index + 1;
-            apply_up_to(&mut store, &mut pending, committed)?;
-        }
-    }
-    apply_up_to(&mut store, &mut pending, committed)?;
+    // Read and decode on a second thread while this one applies (ADR 0191).
+    let (wal, replayed) = replay::replay(wal, &dir, next, last, base, &mut store);
+    let replay::Replayed { committed, pending } = replayed?;
     let promised = promise::load(fs.as_ref(), &config.home)?;
     tracing::info!(
         snapshot = ?snapshot_index,
@@ -316,23 +300,6 @@ pub fn recover(
         wal,
         snapshot_index,
     })
-}
-
-/// Applies (and removes) the entries of `pending` up to `committed`; an undecodable committed
-/// entry stops the recovery.
-fn apply_up_to(
-    store: &mut Store,
-    pending: &mut Vec<LogEntry>,
-    committed: Index,
-) -> Result<(), UndecodableEntry> {
-    let n = pending.iter().take_while(|e| e.index <= committed).count();
-    for entry in pending.drain(..n) {
-        let updates = batch_updates(entry.index, &entry.value)?;
-        if let Err(stale) = store.apply_batch(entry.index, &updates) {
-            tracing::debug!("replay skipped an entry the snapshot covers: {stale}");
-        }
-    }
-    Ok(())
 }
 
 /// Work for the storage thread.

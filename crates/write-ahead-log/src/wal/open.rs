@@ -72,23 +72,26 @@ impl Wal {
 
         let mut segments: Vec<Segment> = Vec::with_capacity(found.len());
         let newest = found.keys().next_back().copied();
+        // One buffer for every raw segment: its pages are faulted in once, not per segment.
+        let mut raw = Vec::new();
         for (&first, &(_, archived)) in &found {
             let is_newest = Some(first) == newest;
-            let (path, data) = if archived {
+            let (path, unpacked) = if archived {
                 let path = dir.join(segment::archive_name(first));
                 let data = segment::read_archive(fs.as_ref(), &path, config.max_segment_bytes)?;
-                (path, data)
+                (path, Some(data))
             } else {
                 let path = dir.join(segment::raw_name(first));
-                let data = segment::read_raw(fs.as_ref(), &path, config.max_segment_bytes)?;
-                (path, data)
+                segment::read_raw_into(fs.as_ref(), &path, config.max_segment_bytes, &mut raw)?;
+                (path, None)
             };
+            let data: &[u8] = unpacked.as_deref().unwrap_or(&raw);
             let policy = if is_newest && !archived {
                 TailPolicy::CutTornTail
             } else {
                 TailPolicy::Strict
             };
-            let scan = segment::scan(&path, &data, first, config.max_entry_bytes, policy)?;
+            let scan = segment::scan(&path, data, first, config.max_entry_bytes, policy)?;
             if let Some(previous) = segments.last()
                 && previous.next_index() != first
             {
