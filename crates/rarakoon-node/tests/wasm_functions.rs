@@ -116,7 +116,7 @@ fn the_counter_example_counts_and_fails_cleanly() {
             outcome,
             Ok(UpdateResult::UserFunction(Some(expected.clone())))
         );
-        assert_eq!(store.get(b"hits"), Some(&expected));
+        assert_eq!(store.get(b"hits"), Some(expected));
     }
     let before = contents(&store);
     let message = failure(call(&mut store, None));
