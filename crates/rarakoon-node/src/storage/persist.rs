@@ -63,12 +63,18 @@ impl StorageThread {
                 Some(Ok(Some(job))) => job,
                 Some(Err(_elapsed)) => {
                     self.retry_fetch();
+                    if let Err(e) = self.poll_collapse() {
+                        tracing::error!("storage failed: {e}");
+                        let _ = self.events.send(StorageEvent::Failed(e.to_string()));
+                        return;
+                    }
                     continue;
                 }
                 Some(Ok(None)) => break,
-                // The snapshot thread is done: finish its collapse.
+                // The snapshot thread has written its snapshot (it may still be returning:
+                // join it rather than poll, or the wake-up would be lost).
                 None => {
-                    if let Err(e) = self.poll_collapse() {
+                    if let Err(e) = self.finish_collapse() {
                         tracing::error!("storage failed: {e}");
                         let _ = self.events.send(StorageEvent::Failed(e.to_string()));
                         return;
