@@ -219,7 +219,7 @@ fn bench_views(c: &mut Criterion) {
         b.iter(|| {
             // A view is always alive, a fresh one every 64 writes: scrambled keys, so almost
             // every write copies its path first.
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 view = store.view();
             }
             black_box(

@@ -46,7 +46,13 @@ impl std::fmt::Debug for Entry {
 impl Entry {
     /// A copy of `key` and `value` in one block.
     pub(crate) fn new(key: &[u8], value: &[u8]) -> Entry {
-        let mut bytes = Vec::with_capacity(10 + key.len() + value.len());
+        let mut length_bytes = 1u32;
+        while key.len().checked_shr(7 * length_bytes).unwrap_or(0) != 0 {
+            length_bytes += 1;
+        }
+        // Exactly the entry's size: a larger capacity shrunk by `into_boxed_slice` may keep
+        // its larger malloc chunk (glibc does not split off less than 32 bytes).
+        let mut bytes = Vec::with_capacity(length_bytes as usize + key.len() + value.len());
         let mut n = key.len() as u64;
         loop {
             let low = (n & 0x7f) as u8;
@@ -59,6 +65,7 @@ impl Entry {
         }
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
+        debug_assert_eq!(bytes.len(), bytes.capacity());
         Entry(bytes.into_boxed_slice())
     }
 
