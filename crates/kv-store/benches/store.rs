@@ -1,6 +1,8 @@
 //! Store throughput on 1 million keys (16-byte keys, 100-byte values): set (overwrite and
 //! insert), a 64-update batch as one Paxos value carries, a 10-update sequence, get (hit and
-//! miss), a 100-entry range, and loading / visiting a whole 1M-pair snapshot. Keys are visited
+//! miss), a 100-entry range, loading / visiting a whole 1M-pair snapshot, the O(1) view a
+//! collapse takes and a write while a view is alive, and the measured bytes per key (printed).
+//! Keys are visited
 //! in a scrambled order so that lookups are not cache-friendly sequential walks.
 //!
 //! Run: `cargo bench -p kv-store -- --measurement-time 3 --warm-up-time 1`
@@ -187,5 +189,58 @@ fn bench_snapshots(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_writes, bench_reads, bench_snapshots);
+/// RSS of this process (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// The point-in-time view a collapse takes (ADR 0186), and a write while one is alive (it
+/// copies the leaf it changes, ADR 0185). Also prints the measured bytes per key of a loaded
+/// store (RSS growth over the load; criterion has no memory measurement).
+fn bench_views(c: &mut Criterion) {
+    let before = rss_bytes();
+    let mut store = loaded_store(false);
+    let after = rss_bytes();
+    println!(
+        "memory: {:.1} B/key of RSS for {KEYS} keys of 16 + {VALUE_LEN} B",
+        after.saturating_sub(before) as f64 / KEYS as f64
+    );
+    let mut group = c.benchmark_group("view_1M_keys");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("view", |b| b.iter(|| black_box(store.view())));
+    let updates: Vec<Update> = scrambled(WORKING_SET, KEYS).into_iter().map(set).collect();
+    let mut index = 1u64;
+    let mut n = 0usize;
+    let mut view = store.view();
+    group.bench_function("set_overwrite_with_a_live_view", |b| {
+        b.iter(|| {
+            // A view is always alive, a fresh one every 64 writes: scrambled keys, so almost
+            // every write copies its path first.
+            if n.is_multiple_of(64) {
+                view = store.view();
+            }
+            black_box(
+                store
+                    .apply(index, &updates[n % WORKING_SET])
+                    .unwrap()
+                    .unwrap(),
+            );
+            index += 1;
+            n += 1;
+        });
+    });
+    drop(view);
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_writes,
+    bench_reads,
+    bench_snapshots,
+    bench_views
+);
 criterion_main!(benches);

@@ -34,7 +34,7 @@ pub(crate) fn execute(
             expected,
             wanted,
         } => {
-            let current = tx.get(key).cloned();
+            let current = tx.get(key);
             if current.as_deref() == expected.as_deref() {
                 tx.put(key, wanted.as_deref());
             }
@@ -67,7 +67,7 @@ pub(crate) fn execute(
                 .map_err(|error| error.into_store_error(name))
         }
         Update::Assert { key, expected } => {
-            if tx.get(key).map(AsRef::as_ref) == expected.as_deref() {
+            if tx.value_is(key, expected.as_deref()) {
                 Ok(UpdateResult::Unit)
             } else {
                 Err(StoreError::AssertionFailed { key: key.clone() })

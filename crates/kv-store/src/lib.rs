@@ -14,7 +14,8 @@
 //! - User functions are registered by name in a [`UserFunctionRegistry`]: plain Rust functions,
 //!   or [`HostedFunction`]s such as WebAssembly modules the node loads from its config.
 //! - Snapshots: [`Store::for_each_pair`] + [`Store::applied_index`] out,
-//!   [`Store::from_snapshot`] / [`SnapshotLoader`] in.
+//!   [`Store::from_snapshot`] / [`SnapshotLoader`] in. [`Store::view`] is an O(1) point-in-time
+//!   view (`Send + 'static`) to write a snapshot from without holding the store's lock.
 //!
 //! The crate is pure: no I/O, no clock, no threads. It knows nothing of the wire or the WAL.
 //!
@@ -54,13 +55,14 @@ mod query;
 mod snapshot;
 mod store;
 mod transaction;
+mod tree;
 mod update;
 mod user_function;
 
 pub use error::{SnapshotError, StaleIndex, StoreError, codes};
 pub use query::{KeyRange, ReadLimit, ReadLimits, ReadTooLarge};
 pub use snapshot::SnapshotLoader;
-pub use store::{Store, StoreStats};
+pub use store::{Store, StoreStats, StoreView};
 pub use transaction::Transaction;
 pub use update::{RangeAssertion, Update, UpdateOutcome, UpdateResult};
 pub use user_function::{

@@ -8,13 +8,12 @@
 //!
 //! Keys compare as unsigned bytes (memcmp, a prefix sorts first), which is `[u8]`'s `Ord`.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
 use crate::StoreError;
+use crate::tree::Entry;
 
 /// Lower and upper bound in the form `BTreeMap::range` takes.
 type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
@@ -80,31 +79,58 @@ pub(crate) fn limit(max: i32) -> usize {
     usize::try_from(max).unwrap_or(usize::MAX)
 }
 
-/// Keys of at most this many bytes are stored inline in the tree's nodes.
-pub(crate) const INLINE_KEY_BYTES: usize = 24;
-
-/// A key as the map stores it: inline when short, so that comparing it during a lookup does
-/// not chase a pointer (for a million keys that is the difference between a few cache misses
-/// per lookup and one per compared key).
-pub(crate) type StoredKey = SmallVec<[u8; INLINE_KEY_BYTES]>;
-
 /// The store's ordered map.
-pub(crate) type Map = BTreeMap<StoredKey, Bytes>;
+pub(crate) type Map = crate::tree::Tree;
 
 /// A key handed out to a caller: its own small buffer.
-pub(crate) fn key_bytes(key: &StoredKey) -> Bytes {
+pub(crate) fn key_bytes(key: &[u8]) -> Bytes {
     Bytes::copy_from_slice(key)
 }
 
-fn scan<'m>(
-    map: &'m Map,
-    range: &KeyRange<'_>,
-) -> impl DoubleEndedIterator<Item = (&'m StoredKey, &'m Bytes)> {
+fn within_high(key: &[u8], high: Bound<&[u8]>) -> bool {
+    match high {
+        Bound::Unbounded => true,
+        Bound::Included(h) => key <= h,
+        Bound::Excluded(h) => key < h,
+    }
+}
+
+fn within_low(key: &[u8], low: Bound<&[u8]>) -> bool {
+    match low {
+        Bound::Unbounded => true,
+        Bound::Included(l) => key >= l,
+        Bound::Excluded(l) => key > l,
+    }
+}
+
+/// The pairs in `range`, ascending.
+fn scan<'m>(map: &'m Map, range: &KeyRange<'_>) -> impl Iterator<Item = (&'m [u8], &'m [u8])> {
     range
         .bounds()
-        .map(|bounds| map.range::<[u8], _>(bounds))
+        .map(|(low, high)| {
+            map.iter_from(low)
+                .map(|e| (e.key(), e.value()))
+                .take_while(move |(k, _)| within_high(k, high))
+        })
         .into_iter()
         .flatten()
+}
+
+/// The pairs in `range` (bounds as for [`scan`]), descending.
+fn scan_rev<'m>(map: &'m Map, range: &KeyRange<'_>) -> impl Iterator<Item = (&'m [u8], &'m [u8])> {
+    range
+        .bounds()
+        .map(|(low, high)| {
+            map.iter_rev_from(high)
+                .map(|e| (e.key(), e.value()))
+                .take_while(move |(k, _)| within_low(k, low))
+        })
+        .into_iter()
+        .flatten()
+}
+
+fn pair_bytes((key, value): (&[u8], &[u8])) -> (Bytes, Bytes) {
+    (key_bytes(key), Bytes::copy_from_slice(value))
 }
 
 /// What one read may make the store scan and hand out: at most `max_results` results and
@@ -204,10 +230,7 @@ pub(crate) fn range_entries_bounded(
     limits: ReadLimits,
 ) -> Result<Vec<(Bytes, Bytes)>, ReadTooLarge> {
     let pairs = bounded(scan(map, range), max, limits, |(k, v)| k.len() + v.len())?;
-    Ok(pairs
-        .into_iter()
-        .map(|(k, v)| (key_bytes(k), v.clone()))
-        .collect())
+    Ok(pairs.into_iter().map(pair_bytes).collect())
 }
 
 pub(crate) fn rev_range_entries_bounded(
@@ -222,13 +245,10 @@ pub(crate) fn rev_range_entries_bounded(
         last: high_low.first,
         last_inclusive: high_low.first_inclusive,
     };
-    let pairs = bounded(scan(map, &ascending).rev(), max, limits, |(k, v)| {
+    let pairs = bounded(scan_rev(map, &ascending), max, limits, |(k, v)| {
         k.len() + v.len()
     })?;
-    Ok(pairs
-        .into_iter()
-        .map(|(k, v)| (key_bytes(k), v.clone()))
-        .collect())
+    Ok(pairs.into_iter().map(pair_bytes).collect())
 }
 
 pub(crate) fn prefix_keys_bounded(
@@ -251,10 +271,7 @@ pub(crate) fn range(map: &Map, range: &KeyRange<'_>, max: i32) -> Vec<Bytes> {
 }
 
 pub(crate) fn range_entries(map: &Map, range: &KeyRange<'_>, max: i32) -> Vec<(Bytes, Bytes)> {
-    scan(map, range)
-        .take(limit(max))
-        .map(|(key, value)| (key_bytes(key), value.clone()))
-        .collect()
+    scan(map, range).take(limit(max)).map(pair_bytes).collect()
 }
 
 /// `high` is the range's `first`/upper bound and `low` its `last`/lower bound, as on the wire.
@@ -269,18 +286,18 @@ pub(crate) fn rev_range_entries(
         last: high_low.first,
         last_inclusive: high_low.first_inclusive,
     };
-    scan(map, &ascending)
-        .rev()
+    scan_rev(map, &ascending)
         .take(limit(max))
-        .map(|(key, value)| (key_bytes(key), value.clone()))
+        .map(pair_bytes)
         .collect()
 }
 
 pub(crate) fn prefix_scan<'m>(
     map: &'m Map,
     prefix: &[u8],
-) -> impl Iterator<Item = (&'m StoredKey, &'m Bytes)> {
-    map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+) -> impl Iterator<Item = (&'m [u8], &'m [u8])> {
+    map.iter_from(Bound::Included(prefix))
+        .map(|e| (e.key(), e.value()))
         .take_while(move |(key, _)| key.starts_with(prefix))
 }
 
@@ -296,7 +313,7 @@ pub(crate) fn multi_get<K: AsRef<[u8]>>(map: &Map, keys: &[K]) -> Result<Vec<Byt
     let mut last_missing = None;
     for key in keys {
         match map.get(key.as_ref()) {
-            Some(value) => values.push(value.clone()),
+            Some(entry) => values.push(entry.value_bytes()),
             None => last_missing = Some(key.as_ref()),
         }
     }
@@ -310,7 +327,7 @@ pub(crate) fn multi_get<K: AsRef<[u8]>>(map: &Map, keys: &[K]) -> Result<Vec<Byt
 
 pub(crate) fn multi_get_option<K: AsRef<[u8]>>(map: &Map, keys: &[K]) -> Vec<Option<Bytes>> {
     keys.iter()
-        .map(|key| map.get(key.as_ref()).cloned())
+        .map(|key| map.get(key.as_ref()).map(Entry::value_bytes))
         .collect()
 }
 
@@ -322,12 +339,7 @@ mod tests {
 
     fn map_of(n: usize, value_len: usize) -> Map {
         (0..n)
-            .map(|i| {
-                (
-                    StoredKey::from_slice(format!("k{i:06}").as_bytes()),
-                    Bytes::from(vec![b'v'; value_len]),
-                )
-            })
+            .map(|i| (format!("k{i:06}").into_bytes(), vec![b'v'; value_len]))
             .collect()
     }
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::escaped;
-use crate::query::{Map, StoredKey};
 use crate::transaction::Data;
+use crate::tree::{Entry, Tree};
 use crate::user_function::UserFunctionRegistry;
 use crate::{SnapshotError, Store};
 
@@ -28,10 +28,7 @@ impl Store {
         &self,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.data
-            .map
-            .iter()
-            .try_for_each(|(key, value)| visit(key, value))
+        self.iter().try_for_each(|(key, value)| visit(key, value))
     }
 
     /// Builds a store from a snapshot: the index it covers and its pairs in strictly
@@ -60,7 +57,8 @@ impl Store {
 #[derive(Debug)]
 pub struct SnapshotLoader {
     applied_index: u64,
-    pairs: Vec<(StoredKey, Bytes)>,
+    /// The entries so far, ascending (checked on push).
+    entries: Vec<Entry>,
     payload_bytes: u64,
 }
 
@@ -70,7 +68,7 @@ impl SnapshotLoader {
     pub fn new(applied_index: u64) -> Self {
         Self {
             applied_index,
-            pairs: Vec::new(),
+            entries: Vec::new(),
             payload_bytes: 0,
         }
     }
@@ -80,28 +78,27 @@ impl SnapshotLoader {
     /// # Errors
     /// [`SnapshotError::KeysOutOfOrder`] when `key` does not sort after the previous key.
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), SnapshotError> {
-        if let Some((previous, _)) = self.pairs.last()
-            && key <= previous.as_ref()
+        if let Some(previous) = self.entries.last()
+            && key <= previous.key()
         {
             return Err(SnapshotError::KeysOutOfOrder {
-                position: self.pairs.len() as u64,
+                position: self.entries.len() as u64,
                 key: escaped(key),
-                previous: escaped(previous),
+                previous: escaped(previous.key()),
             });
         }
         self.payload_bytes += (key.len() + value.len()) as u64;
-        self.pairs
-            .push((StoredKey::from_slice(key), Bytes::copy_from_slice(value)));
+        // One allocation per pair, key and value together: the block the tree keeps.
+        self.entries.push(Entry::new(key, value));
         Ok(())
     }
 
     /// The store, with the applied index the snapshot covers.
     #[must_use]
     pub fn finish(self, user_functions: Arc<UserFunctionRegistry>) -> Store {
-        // Collecting sorted pairs builds the tree bottom-up with full nodes: faster and
-        // smaller than inserting one by one (the sort of already sorted input is linear, its
-        // scratch space is temporary).
-        let map: Map = self.pairs.into_iter().collect();
+        // The sorted entries build the tree bottom-up with full nodes: faster and smaller than
+        // inserting one by one. The entries move into the leaves (no copy of keys or values).
+        let map = Tree::from_sorted(self.entries);
         let data = Data {
             map,
             payload_bytes: self.payload_bytes,

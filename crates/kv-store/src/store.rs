@@ -158,17 +158,17 @@ impl Store {
 
     // ----- reads ----------------------------------------------------------------------------
 
-    /// The value of `key`.
+    /// The value of `key` (a copy: the store keeps key and value in one block of its own).
     #[must_use]
-    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.data.map.get(key)
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.data.map.get(key).map(crate::tree::Entry::value_bytes)
     }
 
     /// The value of `key`, or Arakoon's GET error (0x05 `Not_found`).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the key is absent.
-    pub fn get_or_not_found(&self, key: &[u8]) -> Result<&Bytes, StoreError> {
+    pub fn get_or_not_found(&self, key: &[u8]) -> Result<Bytes, StoreError> {
         self.get(key).ok_or(StoreError::NotFound)
     }
 
@@ -183,7 +183,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::AssertionFailed`] (0x07 + key) otherwise.
     pub fn assert(&self, key: &[u8], expected: Option<&[u8]>) -> Result<(), StoreError> {
-        if self.get(key).map(AsRef::as_ref) == expected {
+        if self.data.map.get(key).map(crate::tree::Entry::value) == expected {
             Ok(())
         } else {
             Err(StoreError::AssertionFailed {
@@ -323,11 +323,73 @@ impl Store {
     }
 
     /// All pairs in ascending key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &Bytes)> + '_ {
-        self.data
-            .map
-            .iter()
-            .map(|(key, value)| (key.as_slice(), value))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.data.map.iter().map(|e| (e.key(), e.value()))
+    }
+
+    /// A point-in-time view of the data and the applied index, in O(1): the tree's nodes are
+    /// shared, and the store's later writes copy the nodes they change instead of changing
+    /// them (ADR 0185). The view is `Send + 'static`, so a snapshot can be written from it on
+    /// another thread without holding the store's lock.
+    #[must_use]
+    pub fn view(&self) -> StoreView {
+        StoreView {
+            data: self.data.clone(),
+            applied_index: self.applied_index,
+        }
+    }
+}
+
+/// A point-in-time view of a [`Store`] ([`Store::view`]): what it held when the view was
+/// taken, whatever the store does later.
+#[derive(Clone)]
+pub struct StoreView {
+    data: Data,
+    applied_index: Option<u64>,
+}
+
+impl fmt::Debug for StoreView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreView")
+            .field("key_count", &self.key_count())
+            .field("applied_index", &self.applied_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreView {
+    /// The applied index of the store when the view was taken.
+    #[must_use]
+    pub fn applied_index(&self) -> Option<u64> {
+        self.applied_index
+    }
+
+    /// Number of keys.
+    #[must_use]
+    pub fn key_count(&self) -> u64 {
+        self.data.map.len() as u64
+    }
+
+    /// Sum of the lengths of all keys and values.
+    #[must_use]
+    pub fn payload_bytes(&self) -> u64 {
+        self.data.payload_bytes
+    }
+
+    /// All pairs in ascending key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.data.map.iter().map(|e| (e.key(), e.value()))
+    }
+
+    /// Calls `visit` with every pair in ascending key order, stopping at its first error.
+    ///
+    /// # Errors
+    /// The first error `visit` returns.
+    pub fn for_each_pair<E>(
+        &self,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.iter().try_for_each(|(key, value)| visit(key, value))
     }
 }
 
@@ -343,6 +405,8 @@ mod tests {
         shareable::<Store>();
         shareable::<Update>();
         shareable::<StoreError>();
+        fn movable<T: Send + Sync + 'static>() {}
+        movable::<StoreView>();
     }
 
     #[test]

@@ -13,15 +13,14 @@
 //! - The store keeps copies of keys and values, never the caller's buffers, so a value never
 //!   pins a larger buffer (e.g. a whole network frame) in memory.
 
-use std::collections::btree_map::Entry;
-
 use bytes::Bytes;
 
-use crate::query::{self, INLINE_KEY_BYTES, Map, StoredKey};
+use crate::query::{self, Map};
+use crate::tree::Entry;
 use crate::{KeyRange, StoreError};
 
 /// The data a transaction works on: the map and its byte count.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Data {
     pub(crate) map: Map,
     pub(crate) payload_bytes: u64,
@@ -30,10 +29,10 @@ pub(crate) struct Data {
 /// One step back: what to do to undo one write.
 #[derive(Debug)]
 pub(crate) enum Undo {
-    /// The key held this value before: put it back.
-    Restore { key: StoredKey, value: Bytes },
+    /// The key held this entry before: put it back.
+    Restore { entry: Entry },
     /// The key was absent before: remove it.
-    Remove { key: StoredKey },
+    Remove { key: Box<[u8]> },
 }
 
 /// An open transaction on the store. User functions receive one; whatever they write is
@@ -53,11 +52,6 @@ impl std::fmt::Debug for Transaction<'_> {
     }
 }
 
-fn len_u64(bytes: &[u8]) -> u64 {
-    // usize is at most 64 bits on every target Rust supports.
-    bytes.len() as u64
-}
-
 impl<'s> Transaction<'s> {
     /// Opens a transaction. `undo` must be empty; it is a scratch buffer the store reuses so
     /// that recording needs no allocation once warm.
@@ -74,10 +68,15 @@ impl<'s> Transaction<'s> {
         }
     }
 
-    /// The value of `key`, as this transaction sees it (its own writes included).
+    /// The value of `key`, as this transaction sees it (its own writes included): a copy.
     #[must_use]
-    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.data.map.get(key)
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.data.map.get(key).map(Entry::value_bytes)
+    }
+
+    /// Whether the value of `key` is `expected` (`None`: absent), without copying it.
+    pub(crate) fn value_is(&self, key: &[u8], expected: Option<&[u8]>) -> bool {
+        self.data.map.get(key).map(Entry::value) == expected
     }
 
     /// Whether `key` exists, as this transaction sees it.
@@ -97,7 +96,7 @@ impl<'s> Transaction<'s> {
         &'k self,
         prefix: &'k [u8],
     ) -> impl Iterator<Item = &'k [u8]> + 'k {
-        query::prefix_scan(&self.data.map, prefix).map(|(key, _)| key.as_slice())
+        query::prefix_scan(&self.data.map, prefix).map(|(key, _)| key)
     }
 
     /// The pairs in `range`, ascending, at most `max` (negative: all); see
@@ -140,8 +139,8 @@ impl<'s> Transaction<'s> {
 
     /// Deletes every key that starts with `prefix`; returns how many.
     pub fn delete_prefix(&mut self, prefix: &[u8]) -> u64 {
-        let doomed: Vec<StoredKey> = query::prefix_scan(&self.data.map, prefix)
-            .map(|(key, _)| key.clone())
+        let doomed: Vec<Box<[u8]>> = query::prefix_scan(&self.data.map, prefix)
+            .map(|(key, _)| key.into())
             .collect();
         for key in &doomed {
             self.remove(key);
@@ -151,52 +150,39 @@ impl<'s> Transaction<'s> {
 
     /// The one way a value enters the map.
     fn insert(&mut self, key: &[u8], value: &[u8]) -> Option<Bytes> {
-        let new_value = Bytes::copy_from_slice(value);
-        self.data.payload_bytes += len_u64(value);
-        // A key that fits inline costs nothing to own, so one `entry` lookup serves both the
-        // overwrite and the insert; a long key is only allocated when it is new.
-        let old = if key.len() <= INLINE_KEY_BYTES {
-            match self.data.map.entry(StoredKey::from_slice(key)) {
-                Entry::Occupied(mut slot) => Some(slot.insert(new_value)),
-                Entry::Vacant(slot) => {
-                    slot.insert(new_value);
-                    None
-                }
+        let entry = Entry::new(key, value);
+        self.data.payload_bytes += entry.payload_len();
+        let old = self.data.map.insert(entry);
+        if let Some(old) = &old {
+            self.data.payload_bytes -= old.payload_len();
+        }
+        match old {
+            Some(old) if self.recording => {
+                let value = old.value_bytes();
+                self.undo.push(Undo::Restore { entry: old });
+                Some(value)
             }
-        } else if let Some(slot) = self.data.map.get_mut(key) {
-            Some(std::mem::replace(slot, new_value))
-        } else {
-            self.data.map.insert(StoredKey::from_slice(key), new_value);
-            None
-        };
-        match &old {
-            Some(old) => self.data.payload_bytes -= len_u64(old),
-            None => self.data.payload_bytes += len_u64(key),
+            Some(old) => Some(old.into_value()),
+            None => {
+                if self.recording {
+                    self.undo.push(Undo::Remove { key: key.into() });
+                }
+                None
+            }
         }
-        if self.recording {
-            let key = StoredKey::from_slice(key);
-            self.undo.push(match &old {
-                Some(old) => Undo::Restore {
-                    key,
-                    value: old.clone(),
-                },
-                None => Undo::Remove { key },
-            });
-        }
-        old
     }
 
     /// The one way a key leaves the map.
     fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
-        let (old_key, old_value) = self.data.map.remove_entry(key)?;
-        self.data.payload_bytes -= len_u64(&old_key) + len_u64(&old_value);
+        let old = self.data.map.remove(key)?;
+        self.data.payload_bytes -= old.payload_len();
         if self.recording {
-            self.undo.push(Undo::Restore {
-                key: old_key,
-                value: old_value.clone(),
-            });
+            let value = old.value_bytes();
+            self.undo.push(Undo::Restore { entry: old });
+            Some(value)
+        } else {
+            Some(old.into_value())
         }
-        Some(old_value)
     }
 
     /// Keeps every write. The transaction is over.
@@ -209,17 +195,15 @@ impl<'s> Transaction<'s> {
         let data = &mut *self.data;
         for step in self.undo.drain(..).rev() {
             match step {
-                Undo::Restore { key, value } => {
-                    let key_len = len_u64(&key);
-                    data.payload_bytes += key_len + len_u64(&value);
-                    if let Some(replaced) = data.map.insert(key, value) {
-                        // The key was present: only the value's size changes.
-                        data.payload_bytes -= key_len + len_u64(&replaced);
+                Undo::Restore { entry } => {
+                    data.payload_bytes += entry.payload_len();
+                    if let Some(replaced) = data.map.insert(entry) {
+                        data.payload_bytes -= replaced.payload_len();
                     }
                 }
                 Undo::Remove { key } => {
                     if let Some(removed) = data.map.remove(&key) {
-                        data.payload_bytes -= len_u64(&key) + len_u64(&removed);
+                        data.payload_bytes -= removed.payload_len();
                     }
                 }
             }
@@ -243,7 +227,7 @@ mod tests {
     fn payload(data: &Data) -> u64 {
         data.map
             .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .map(|e| (e.key().len() + e.value().len()) as u64)
             .sum()
     }
 
@@ -268,7 +252,7 @@ mod tests {
             assert_eq!(tx.delete_prefix(b""), 3);
             tx.set(b"keep", b"3");
         }
-        assert_eq!(data.map, before);
+        assert!(data.map == before);
         assert_eq!(data.payload_bytes, payload(&data));
         assert!(undo.is_empty());
     }
@@ -303,9 +287,9 @@ mod tests {
         let mut tx = Transaction::new(&mut data, &mut undo, false);
         tx.set(&frame[..4], &frame[4..8]);
         tx.commit();
-        let (key, value) = data.map.iter().next().unwrap();
+        let entry = data.map.iter().next().unwrap();
         // The store holds its own copies: a 4-byte slice, not a view into the 4 KiB frame.
-        assert_ne!(key.as_ptr(), frame.as_ptr());
-        assert_ne!(value.as_ptr(), frame[4..].as_ptr());
+        assert_ne!(entry.key().as_ptr(), frame.as_ptr());
+        assert_ne!(entry.value().as_ptr(), frame[4..].as_ptr());
     }
 }

@@ -211,7 +211,7 @@ pub mod samples {
         })?;
         let current = match tx.get(key) {
             None => 0,
-            Some(value) => std::str::from_utf8(value)
+            Some(value) => std::str::from_utf8(&value)
                 .ok()
                 .and_then(|text| text.parse::<u64>().ok())
                 .ok_or_else(|| {
@@ -250,7 +250,7 @@ pub mod samples {
             .position(|&byte| byte == 0)
             .ok_or_else(malformed)?;
         let (from, to) = (&argument[..split], &argument[split + 1..]);
-        let value = tx.get(from).cloned().ok_or(UserFunctionError::NotFound)?;
+        let value = tx.get(from).ok_or(UserFunctionError::NotFound)?;
         tx.delete(from)?;
         tx.set(to, &value);
         Ok(Some(value))

@@ -42,7 +42,7 @@ fn applying_at_or_below_the_applied_index_is_refused_and_changes_nothing() {
             })
         );
     }
-    assert_eq!(store.get(b"a"), Some(&b("1")));
+    assert_eq!(store.get(b"a"), Some(b("1")));
     assert!(!store.exists(b"b"));
     assert_eq!(store.applied_index(), Some(5));
     // Indices may skip forward.

@@ -24,7 +24,7 @@ fn range<'a>(
 #[test]
 fn get_and_exists() {
     let store = store_with(&[("k", "v")]);
-    assert_eq!(store.get(b"k"), Some(&b("v")));
+    assert_eq!(store.get(b"k"), Some(b("v")));
     assert_eq!(store.get(b"x"), None);
     assert_eq!(store.get_or_not_found(b"x"), Err(StoreError::NotFound));
     assert_eq!(

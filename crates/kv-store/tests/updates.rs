@@ -18,7 +18,7 @@ fn set_stores_and_overwrites() {
     let mut store = store();
     assert_eq!(apply(&mut store, set("k", "v")), Ok(UpdateResult::Unit));
     assert_eq!(apply(&mut store, set("k", "w")), Ok(UpdateResult::Unit));
-    assert_eq!(store.get(b"k"), Some(&b("w")));
+    assert_eq!(store.get(b"k"), Some(b("w")));
     assert_eq!(store.key_count(), 1);
 }
 
@@ -42,8 +42,8 @@ fn binary_and_empty_keys_and_values_are_ordinary() {
         },
     )
     .unwrap();
-    assert_eq!(store.get(&key), Some(&Bytes::new()));
-    assert_eq!(store.get(b""), Some(&Bytes::from_static(b"\x00")));
+    assert_eq!(store.get(&key), Some(Bytes::new()));
+    assert_eq!(store.get(b""), Some(Bytes::from_static(b"\x00")));
     assert_eq!(store.key_count(), 2);
 }
 
@@ -66,24 +66,24 @@ fn test_and_set_returns_the_value_before_and_writes_only_on_a_match() {
         apply(&mut store, tas("k", None, Some("1"))),
         Ok(UpdateResult::OldValue(None))
     );
-    assert_eq!(store.get(b"k"), Some(&b("1")));
+    assert_eq!(store.get(b"k"), Some(b("1")));
     // Mismatch: not written, old value returned, never an error.
     assert_eq!(
         apply(&mut store, tas("k", Some("x"), Some("2"))),
         Ok(UpdateResult::OldValue(ob(Some("1"))))
     );
-    assert_eq!(store.get(b"k"), Some(&b("1")));
+    assert_eq!(store.get(b"k"), Some(b("1")));
     assert_eq!(
         apply(&mut store, tas("k", None, Some("2"))),
         Ok(UpdateResult::OldValue(ob(Some("1"))))
     );
-    assert_eq!(store.get(b"k"), Some(&b("1")));
+    assert_eq!(store.get(b"k"), Some(b("1")));
     // Match: written.
     assert_eq!(
         apply(&mut store, tas("k", Some("1"), Some("2"))),
         Ok(UpdateResult::OldValue(ob(Some("1"))))
     );
-    assert_eq!(store.get(b"k"), Some(&b("2")));
+    assert_eq!(store.get(b"k"), Some(b("2")));
     // wanted = None deletes.
     assert_eq!(
         apply(&mut store, tas("k", Some("2"), None)),

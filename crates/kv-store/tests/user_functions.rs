@@ -32,7 +32,7 @@ fn increment_counts_and_returns_the_new_value() {
         );
         assert_eq!(outcome, Ok(UpdateResult::UserFunction(Some(b(expected)))));
     }
-    assert_eq!(store.get(b"counter"), Some(&b("3")));
+    assert_eq!(store.get(b"counter"), Some(b("3")));
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn a_failing_function_is_0x81_with_its_message_and_changes_nothing() {
     .unwrap_err();
     assert_eq!(error.arakoon_code(), 0x81);
     assert!(error.to_string().contains("not a decimal u64"), "{error}");
-    assert_eq!(store.get(b"counter"), Some(&b("not a number")));
+    assert_eq!(store.get(b"counter"), Some(b("not a number")));
     let error = apply(&mut store, user_function(samples::INCREMENT, None)).unwrap_err();
     assert_eq!(error.arakoon_code(), 0x81);
 }
@@ -134,7 +134,7 @@ fn a_function_inside_a_sequence_shares_its_transaction() {
         apply(&mut store, failing),
         Err(StoreError::KeyNotFound { key: b("missing") })
     );
-    assert_eq!(store.get(b"c"), Some(&b("5")));
+    assert_eq!(store.get(b"c"), Some(b("5")));
     // A failing function aborts the sequence with its own error.
     let aborted = seq(vec![
         set("x", "1"),
@@ -150,7 +150,7 @@ fn a_function_inside_a_sequence_shares_its_transaction() {
         user_function(samples::INCREMENT, Some("c")),
     ]);
     assert_eq!(apply(&mut store, ok), Ok(UpdateResult::Unit));
-    assert_eq!(store.get(b"c"), Some(&b("42")));
+    assert_eq!(store.get(b"c"), Some(b("42")));
 }
 
 #[test]
@@ -201,5 +201,5 @@ fn functions_can_scan_and_see_their_own_writes() {
     store.set_user_functions(Arc::new(registry));
     let outcome = apply(&mut store, user_function("scan_after_write", None));
     assert_eq!(outcome, Ok(UpdateResult::UserFunction(Some(b("a,m,z")))));
-    assert_eq!(store.get(b"m"), Some(&b("marker")));
+    assert_eq!(store.get(b"m"), Some(b("marker")));
 }

@@ -6,8 +6,8 @@
 //! crate): the whole store at one applied index, CRC-checked chunk by chunk and as a whole.
 //!
 //! Invariants:
-//! - the image is one point in time: the store is copied under its read lock
-//!   ([`StoreCopy::of`], keys copied, values shared), and the image is written from the copy,
+//! - the image is one point in time: an O(1) view of the store is taken under its read lock
+//!   ([`StoreCopy::of`], ADR 0186), and the image is written from the view,
 //!   so applies wait only for the copy, never for the network;
 //! - memory is bounded: the image is produced in [`CHUNK_BYTES`] pieces into a channel of
 //!   [`QUEUE_CHUNKS`] pieces that the connection drains as the client reads; nothing holds the

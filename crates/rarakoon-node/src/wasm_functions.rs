@@ -421,7 +421,7 @@ impl WasmFunction {
             Request::Argument { out, cap } => self.answer_value(store, memory, argument, out, cap),
             Request::Get { key, out, cap } => {
                 let key = self.read(store, memory, key)?;
-                let value = tx.get(&key).cloned();
+                let value = tx.get(&key);
                 self.answer_value(store, memory, value.as_deref(), out, cap)
             }
             Request::Exists { key } => {

@@ -366,7 +366,7 @@ fn check_after_crash(fs: &SimFs, script: &[Step], acked: &Acked, what: &str) {
         };
         assert_eq!(
             r.store.get(&k),
-            Some(&v),
+            Some(v),
             "{what}: committed entry {index} is not in the store"
         );
     }

@@ -116,7 +116,7 @@ fn the_counter_example_counts_and_fails_cleanly() {
             outcome,
             Ok(UpdateResult::UserFunction(Some(expected.clone())))
         );
-        assert_eq!(store.get(b"hits"), Some(&expected));
+        assert_eq!(store.get(b"hits"), Some(expected));
     }
     let before = contents(&store);
     let message = failure(call(&mut store, None));
@@ -156,12 +156,12 @@ fn argument_and_get_copy_only_what_fits_and_say_minus_one_when_absent() {
     // An argument that fits, `k` (3 bytes) fits, `a` (4 bytes) does not and copies nothing.
     let (outcome, after) = run(Some(b"xyz"));
     assert_eq!(outcome, lengths(3, 3, 4));
-    assert_eq!(after.get(b"xou"), Some(&b("xyz")));
-    assert_eq!(after.get(b"tou"), Some(&b("abc")));
+    assert_eq!(after.get(b"xou"), Some(b("xyz")));
+    assert_eq!(after.get(b"tou"), Some(b("abc")));
     // No argument: -1; an argument longer than the buffer: its length, nothing copied.
     let (outcome, after) = run(None);
     assert_eq!(outcome, lengths(-1, 3, 4));
-    assert_eq!(after.get(b"xou"), Some(&Bytes::from_static(&[0, 0, 0])));
+    assert_eq!(after.get(b"xou"), Some(Bytes::from_static(&[0, 0, 0])));
     let (outcome, _) = run(Some(b"four"));
     assert_eq!(outcome, lengths(4, 3, 4));
     // A missing key ("z") is -1.

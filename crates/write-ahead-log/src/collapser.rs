@@ -134,6 +134,11 @@ impl Collapser {
         })
     }
 
+    /// How many segments a prune keeps.
+    pub fn segments_to_keep(&self) -> usize {
+        self.config.segments_to_keep
+    }
+
     /// The snapshot settings, for a node that writes the snapshot itself.
     pub fn snapshot_config(&self) -> &SnapshotConfig {
         &self.config.snapshot

@@ -1,9 +1,11 @@
 //! Collapse: writing a snapshot of the store and pruning the log behind it.
 //!
 //! The Collapser runs when enough entries accumulated since the last snapshot (checked every
-//! `threshold_entries / 16` entries persisted) or when an operator forces it. The store is
-//! copied under its read lock ([`StoreCopy`]) and the snapshot written from the copy, so the
-//! driver's applies and the client reads never wait for the snapshot's disk writes (ADR 0080).
+//! `threshold_entries / 16` entries persisted) or when an operator forces it. An O(1)
+//! point-in-time view of the store is taken under its read lock ([`StoreCopy`], ADR 0186) and
+//! the snapshot written from it on a thread of its own, so neither the driver's applies, the
+//! client reads, nor the log's appends wait for the snapshot's walk, compression and disk
+//! writes; the archive and prune run on the storage thread once the snapshot is durable.
 //!
 //! Arakoon's COLLAPSE_TLOGS (`rarakoon-bin admin collapse --keep N`, [`answer_collapse_tlogs`])
 //! runs the same steps at once, keeping the request's N completed segments instead of the
@@ -14,64 +16,82 @@
 //!   segments whose every entry is at or below it are archived or pruned, and the newest
 //!   `segments_to_keep` completed segments (N for COLLAPSE_TLOGS, always at least 1) stay,
 //!   besides the open segment being written, which is never removed.
-//! - Persists queued meanwhile wait: the storage thread is the log's only writer.
+//! - The storage thread stays the log's only writer: the snapshot thread writes only the
+//!   snapshot's temp file and renames it to `head.snap`. At most one snapshot is in flight; none
+//!   starts while a peer's snapshot is received, and a receive begins only after the one in
+//!   flight is finished, so the two never race for `head.snap`.
+//! - The simulator runs the loop as a task (`serve`): there the snapshot is written inline, so
+//!   runs stay deterministic.
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
-use bytes::Bytes;
-use kv_store::Store;
+use kv_store::{Store, StoreView};
 use paxos_core::Index;
 use rarakoon_client::{ErrorCode, ErrorReply, Response};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use write_ahead_log::{Collapser, CollapserConfig, SnapshotSource};
+use write_ahead_log::{Collapser, CollapserConfig, SnapshotSource, WalError};
 
 use super::{StorageError, StorageThread};
 use crate::driver::Input;
 
-/// A point-in-time copy of the store for the Collapser: keys copied into one buffer, values
-/// shared (reference-counted), so taking it holds the store's read lock only for a walk over
-/// memory, never for the snapshot's compression and disk writes.
-#[derive(Debug, Default)]
+/// A point-in-time view of the store for the Collapser and GET_DB: taken in O(1) under the
+/// store's read lock ([`Store::view`]: the tree's nodes are shared, later writes copy the ones
+/// they change), so neither the walk over the pairs nor the snapshot's compression and disk
+/// writes hold the lock (ADR 0186). `Send + 'static`: the snapshot is written from it on a
+/// thread of its own.
+#[derive(Debug, Clone)]
 pub struct StoreCopy {
-    applied: u64,
-    keys: Vec<u8>,
-    /// `(end of the key in keys, value)`; a key starts where the previous one ended.
-    pairs: Vec<(usize, Bytes)>,
+    view: StoreView,
 }
 
 impl StoreCopy {
-    /// Copies `store` (the caller holds its read lock for the duration of this call only).
+    /// A view of `store` (the caller holds its read lock for this O(1) call only).
     pub fn of(store: &Store) -> StoreCopy {
-        let mut copy = StoreCopy {
-            applied: store.applied_index().unwrap_or(0),
-            keys: Vec::new(),
-            pairs: Vec::with_capacity(usize::try_from(store.key_count()).unwrap_or(0)),
-        };
-        for (key, value) in store.iter() {
-            copy.keys.extend_from_slice(key);
-            copy.pairs.push((copy.keys.len(), value.clone()));
-        }
-        copy
+        StoreCopy { view: store.view() }
     }
 }
 
 impl SnapshotSource for StoreCopy {
     fn applied_index(&self) -> u64 {
-        self.applied
+        self.view.applied_index().unwrap_or(0)
     }
 
     fn for_each_pair(
         &self,
         sink: &mut (dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + '_),
     ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (end, value) in &self.pairs {
-            let key = self.keys.get(start..*end).unwrap_or_default();
-            sink(key, value)?;
-            start = *end;
-        }
-        Ok(())
+        self.view.for_each_pair(|key, value| sink(key, value))
+    }
+}
+
+/// Who waits for a collapse's answer.
+#[derive(Debug)]
+pub(super) enum Waiter {
+    /// The periodic check or a `Job::Collapse` (answered with the report, if it asked).
+    Collapse(Option<Reply>),
+    /// COLLAPSE_TLOGS keeping this many completed segments.
+    Tlogs(Reply),
+}
+
+type Reply = oneshot::Sender<Result<CollapseReport, String>>;
+
+/// A head snapshot being written on a thread of its own (ADR 0186). Invariants: at most one
+/// at a time; none starts while a peer's snapshot is being received, and a receive begins only
+/// after the one in flight is finished ([`StorageThread::finish_collapse`]), so the two never
+/// both rename over `head.snap`; the log's archive and prune run on the storage thread, after
+/// the snapshot is durable.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    writer: std::thread::JoinHandle<Result<write_ahead_log::SnapshotInfo, WalError>>,
+    collapser: Collapser,
+    started: Instant,
+    waiter: Waiter,
+}
+
+impl InFlight {
+    fn is_finished(&self) -> bool {
+        self.writer.is_finished()
     }
 }
 
@@ -188,13 +208,21 @@ impl StorageThread {
         (self.config.collapser.threshold_entries / 16).max(1)
     }
 
-    /// Runs the Collapser when due (or `force`). The store is copied under its read lock and
-    /// the snapshot written from the copy, so the driver's applies and the client reads never
-    /// wait for the snapshot's disk writes (ADR 0080). Persists queued meanwhile wait: this
-    /// thread is the log's only writer.
-    pub(super) fn collapse(&mut self, force: bool) -> Result<CollapseReport, StorageError> {
-        let mut collapser = self.collapser.clone();
-        self.collapse_with(&mut collapser, force)
+    /// Runs the Collapser when due (or `force`); `reply` gets the report once the collapse is
+    /// done. Production writes the snapshot on a thread of its own from an O(1) view of the
+    /// store, so neither the store's lock nor the log's appends wait for it (ADR 0186); the
+    /// simulator (`serve` as a task) writes it here, deterministically.
+    pub(super) fn collapse(
+        &mut self,
+        force: bool,
+        reply: Option<Reply>,
+    ) -> Result<(), StorageError> {
+        if !force && reply.is_none() && self.collapsing.is_some() {
+            // The periodic check: one is already being written.
+            return Ok(());
+        }
+        let collapser = self.collapser.clone();
+        self.collapse_with(collapser, force, Waiter::Collapse(reply))
     }
 
     /// COLLAPSE_TLOGS: a forced collapse keeping `keep` completed segments (instead of the
@@ -204,15 +232,19 @@ impl StorageThread {
     pub(super) fn collapse_tlogs(
         &mut self,
         keep: SegmentsToKeep,
-    ) -> Result<CollapseReport, StorageError> {
-        let mut collapser = Collapser::new(CollapserConfig {
+        reply: Reply,
+    ) -> Result<(), StorageError> {
+        let collapser = Collapser::new(CollapserConfig {
             segments_to_keep: keep.with_open_segment(),
             ..self.config.collapser.clone()
         });
-        let report = self.collapse_with(&mut collapser, true)?;
-        if report.snapshot_index.is_some() {
-            return Ok(report);
-        }
+        self.collapse_with(collapser, true, Waiter::Tlogs(reply))
+    }
+
+    /// Prunes behind the existing head snapshot down to `keep` (COLLAPSE_TLOGS when there is
+    /// nothing new to snapshot).
+    fn prune_behind_head(&mut self, keep: usize) -> Result<CollapseReport, StorageError> {
+        let report = CollapseReport::nothing();
         let head = write_ahead_log::head_snapshot_path(self.wal.dir());
         let Some(index) = write_ahead_log::read_snapshot_index(self.wal.fs().as_ref(), &head)?
         else {
@@ -221,7 +253,7 @@ impl StorageThread {
         let started = Instant::now();
         let starts = self.wal.segment_starts();
         let archived = self.wal.archive_completed_segments(index)?;
-        let pruned = self.wal.prune(index, keep.with_open_segment())?;
+        let pruned = self.wal.prune(index, keep)?;
         if archived == 0 && pruned == 0 {
             return Ok(report);
         }
@@ -246,30 +278,109 @@ impl StorageThread {
 
     fn collapse_with(
         &mut self,
-        collapser: &mut Collapser,
+        collapser: Collapser,
         force: bool,
-    ) -> Result<CollapseReport, StorageError> {
+        waiter: Waiter,
+    ) -> Result<(), StorageError> {
+        // One at a time: an explicit request after one in flight waits for it (rare).
+        self.finish_collapse()?;
+        let receiving = self.fetch.as_ref().is_some_and(|f| f.receiving());
         let applied = self
             .store
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .applied_index();
-        let Some(applied) = applied else {
-            return Ok(CollapseReport::nothing());
+        let due = match applied {
+            Some(applied) if !receiving => collapser.check(&self.wal, applied, force)?.1,
+            _ => false,
         };
-        let (_, due) = collapser.check(&self.wal, applied, force)?;
         if !due {
-            return Ok(CollapseReport::nothing());
+            let report = match &waiter {
+                Waiter::Tlogs(_) if !receiving => {
+                    self.prune_behind_head(collapser.segments_to_keep())
+                }
+                _ => Ok(CollapseReport::nothing()),
+            };
+            return answer(waiter, report);
         }
         let started = Instant::now();
         let copy = StoreCopy::of(&self.store.read().unwrap_or_else(PoisonError::into_inner));
-        let snapshot = write_ahead_log::write_snapshot(
-            self.wal.fs().as_ref(),
-            self.wal.dir(),
-            &copy,
-            collapser.snapshot_config(),
-        )?;
-        drop(copy);
+        let fs = Arc::clone(self.wal.fs());
+        let dir = self.wal.dir().to_path_buf();
+        let config = collapser.snapshot_config().clone();
+        let write = move || write_ahead_log::write_snapshot(fs.as_ref(), &dir, &copy, &config);
+        if !self.background_snapshots {
+            let snapshot = write();
+            let done = snapshot
+                .map_err(StorageError::from)
+                .and_then(|snapshot| self.finish_after_snapshot(collapser, started, snapshot));
+            return answer(waiter, done);
+        }
+        let writer = std::thread::Builder::new()
+            .name("rarakoon-snapshot".into())
+            .spawn({
+                let done = Arc::clone(&self.collapse_done);
+                move || {
+                    let result = write();
+                    done.notify_one();
+                    result
+                }
+            })
+            .map_err(|source| WalError::Io {
+                op: "start the snapshot writer thread",
+                path: self.wal.dir().to_path_buf(),
+                source,
+            })?;
+        self.collapsing = Some(InFlight {
+            writer,
+            collapser,
+            started,
+            waiter,
+        });
+        Ok(())
+    }
+
+    /// Finishes the collapse in flight if its snapshot is written (the loop calls this when
+    /// woken and after every round).
+    pub(super) fn poll_collapse(&mut self) -> Result<(), StorageError> {
+        if self.collapsing.as_ref().is_some_and(InFlight::is_finished) {
+            self.finish_collapse()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the snapshot in flight (if any) and finishes its collapse: archive, prune,
+    /// answer. Before a peer's snapshot is received, and at the end of the loop.
+    pub(super) fn finish_collapse(&mut self) -> Result<(), StorageError> {
+        let Some(InFlight {
+            writer,
+            collapser,
+            started,
+            waiter,
+        }) = self.collapsing.take()
+        else {
+            return Ok(());
+        };
+        let written = match writer.join() {
+            Ok(written) => written.map_err(StorageError::from),
+            Err(_) => Err(StorageError::Wal(WalError::Io {
+                op: "write the head snapshot (the writer thread panicked)",
+                path: self.wal.dir().to_path_buf(),
+                source: std::io::Error::other("snapshot writer panicked"),
+            })),
+        };
+        let done =
+            written.and_then(|snapshot| self.finish_after_snapshot(collapser, started, snapshot));
+        answer(waiter, done)
+    }
+
+    /// Steps 2 and 3 of a collapse, after its head snapshot is durable.
+    fn finish_after_snapshot(
+        &mut self,
+        mut collapser: Collapser,
+        started: Instant,
+        snapshot: write_ahead_log::SnapshotInfo,
+    ) -> Result<CollapseReport, StorageError> {
         // Archiving keeps every segment's first index, so the removed ones are the oldest.
         let starts = self.wal.segment_starts();
         Ok(
@@ -297,11 +408,37 @@ impl StorageThread {
     }
 }
 
+/// Sends `result` to whoever waits; a failure is also returned (it is fatal for the loop).
+fn answer(
+    waiter: Waiter,
+    result: Result<CollapseReport, StorageError>,
+) -> Result<(), StorageError> {
+    let reply = match waiter {
+        Waiter::Collapse(reply) => reply,
+        Waiter::Tlogs(reply) => Some(reply),
+    };
+    match result {
+        Ok(report) => {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(report));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(e.to_string()));
+            }
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::sync::Arc;
 
+    use bytes::Bytes;
     use kv_store::{Update, UserFunctionRegistry};
 
     use super::*;

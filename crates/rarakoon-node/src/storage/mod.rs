@@ -402,6 +402,12 @@ pub struct StorageThread {
     fetch: Option<snapshot::Fetch>,
     metrics: Arc<crate::metrics::NodeMetrics>,
     disk_delay: Option<DiskDelay>,
+    /// The head snapshot being written on its own thread (`collapse`, ADR 0186).
+    collapsing: Option<collapse::InFlight>,
+    /// Notified by the snapshot thread when it is done.
+    collapse_done: Arc<tokio::sync::Notify>,
+    /// Write snapshots on a thread of their own (`run`); inline when the loop is a task.
+    background_snapshots: bool,
 }
 
 /// How long the disk takes before a round's fsync, given the round's entry count: an input of
@@ -440,6 +446,9 @@ impl StorageThread {
             fetch: None,
             metrics: Arc::new(crate::metrics::NodeMetrics::new()),
             disk_delay: None,
+            collapsing: None,
+            collapse_done: Arc::new(tokio::sync::Notify::new()),
+            background_snapshots: false,
         }
     }
 

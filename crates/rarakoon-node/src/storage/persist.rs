@@ -28,7 +28,9 @@ impl StorageThread {
     /// Works until the job channel closes or the WAL fails, on the calling OS thread (the
     /// production way: blocking disk I/O stays off the node's runtime). The loop itself is
     /// [`StorageThread::serve`], driven here by a current-thread runtime of its own.
-    pub fn run(self, jobs: Receiver<Job>) {
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        // On an OS thread of its own, head snapshots are written on another (ADR 0186).
+        self.background_snapshots = true;
         // A minimal runtime (a timer, no threads) to wait for a job with a timeout.
         let waiter = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -52,13 +54,33 @@ impl StorageThread {
     /// disk delay.
     pub async fn serve(mut self, mut jobs: Receiver<Job>) {
         loop {
-            let first = match tokio::time::timeout(SNAPSHOT_RETRY / 2, jobs.recv()).await {
-                Ok(Some(job)) => job,
-                Err(_elapsed) => {
+            let done = std::sync::Arc::clone(&self.collapse_done);
+            let waited = tokio::select! {
+                job = tokio::time::timeout(SNAPSHOT_RETRY / 2, jobs.recv()) => Some(job),
+                () = done.notified() => None,
+            };
+            let first = match waited {
+                Some(Ok(Some(job))) => job,
+                Some(Err(_elapsed)) => {
                     self.retry_fetch();
+                    if let Err(e) = self.poll_collapse() {
+                        tracing::error!("storage failed: {e}");
+                        let _ = self.events.send(StorageEvent::Failed(e.to_string()));
+                        return;
+                    }
                     continue;
                 }
-                Ok(None) => break,
+                Some(Ok(None)) => break,
+                // The snapshot thread has written its snapshot (it may still be returning:
+                // join it rather than poll, or the wake-up would be lost).
+                None => {
+                    if let Err(e) = self.finish_collapse() {
+                        tracing::error!("storage failed: {e}");
+                        let _ = self.events.send(StorageEvent::Failed(e.to_string()));
+                        return;
+                    }
+                    continue;
+                }
             };
             let mut round = vec![first];
             while round.len() < MAX_JOBS_PER_ROUND {
@@ -67,12 +89,18 @@ impl StorageThread {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.round(round).await {
+            if let Err(e) = match self.round(round).await {
+                Ok(()) => self.poll_collapse(),
+                Err(e) => Err(e),
+            } {
                 tracing::error!("storage failed: {e}");
                 let _ = self.events.send(StorageEvent::Failed(e.to_string()));
                 return;
             }
             self.retry_fetch();
+        }
+        if let Err(e) = self.finish_collapse() {
+            tracing::error!("the last collapse failed: {e}");
         }
         if let Err(e) = self.wal.sync() {
             tracing::error!("final write-ahead log sync failed: {e}");
@@ -95,30 +123,10 @@ impl StorageThread {
                         .events
                         .send(StorageEvent::CatchUpRead { peer, from, read });
                 }
-                Job::Collapse { force, reply } => {
-                    let result = self.collapse(force);
-                    match (reply, result) {
-                        (Some(reply), Ok(report)) => {
-                            let _ = reply.send(Ok(report));
-                        }
-                        (Some(reply), Err(e)) => {
-                            let msg = e.to_string();
-                            let _ = reply.send(Err(msg));
-                            return Err(e);
-                        }
-                        (None, Ok(_)) => {}
-                        (None, Err(e)) => return Err(e),
-                    }
-                }
-                Job::CollapseTlogs { keep, reply } => match self.collapse_tlogs(keep) {
-                    Ok(report) => {
-                        let _ = reply.send(Ok(report));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                        return Err(e);
-                    }
-                },
+                // Answered when the collapse is done (its snapshot may be written on a thread
+                // of its own meanwhile); an error is fatal.
+                Job::Collapse { force, reply } => self.collapse(force, reply)?,
+                Job::CollapseTlogs { keep, reply } => self.collapse_tlogs(keep, reply)?,
                 Job::ServeSnapshot { peer, offset, len } => self.serve_snapshot(peer, offset, len),
                 Job::FetchSnapshot { peer } => self.start_fetch(peer),
                 Job::SnapshotChunk {
@@ -157,7 +165,7 @@ impl StorageThread {
         }
         if self.entries_since_collapse_check >= self.check_every() {
             self.entries_since_collapse_check = 0;
-            self.collapse(false)?;
+            self.collapse(false, None)?;
         }
         Ok(())
     }

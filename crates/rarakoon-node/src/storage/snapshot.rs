@@ -58,6 +58,13 @@ impl Fetch {
     }
 }
 
+impl Fetch {
+    /// Whether a receive is open (its temp file exists and will be renamed to `head.snap`).
+    pub(super) fn receiving(&self) -> bool {
+        self.receiver.is_some()
+    }
+}
+
 /// Why a chunk was refused.
 enum ChunkVerdict {
     /// Stale or duplicate (another offset than asked): ignore it, keep the transfer.
@@ -236,6 +243,15 @@ impl StorageThread {
         data: &[u8],
     ) -> Result<(), StorageError> {
         let max_snapshot = self.config.collapser.snapshot.max_snapshot_bytes;
+        if self
+            .fetch
+            .as_ref()
+            .is_some_and(|f| f.peer == peer && !f.receiving())
+        {
+            // A receive begins only after the collapse in flight is finished: both rename
+            // over head.snap (ADR 0186).
+            self.finish_collapse()?;
+        }
         let Some(fetch) = &mut self.fetch else {
             return Ok(());
         };
