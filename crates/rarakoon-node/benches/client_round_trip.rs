@@ -5,7 +5,15 @@
 //! - `set_pipelined/...`: SETs per second with 64 requests in flight in total, as 16
 //!   connections with 4 pipelined on each, or 64 connections with one each; and 16
 //!   connections with one each, for the difference pipelining makes at the same connection
-//!   count.
+//!   count;
+//! - first, before those, the floor report (`floor:` lines): the single-client durable set's
+//!   round trip against a raw baseline measured in the same run, interleaved sample by sample
+//!   so both see the same machine load: a raw fsync loop (a 128-byte append + fdatasync to a
+//!   file in the nodes' temp dir) and a raw TCP echo on loopback (TCP_NODELAY, 32-byte
+//!   frames). It prints the p50/p99 of each and the ratios of the set's p50 to its floor:
+//!   fdatasync + 1 RTT for the single node, fdatasync + 2 RTT for a 3-node cluster (client to
+//!   master, master to a slave; the master's own fsync runs in parallel with the slave's). No
+//!   assertion: it is a report (`FLOOR_ROUNDS` sets the sample count, default 2000).
 //!
 //! `cargo bench -p rarakoon-node --bench client_round_trip -- --measurement-time 5 --warm-up-time 1`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,15 +21,16 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rarakoon_client::{Client, ClientCodec, Limits, Prologue, Request};
 use rarakoon_node::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// One connection keeping `window` sets in flight until it has had `count` answers.
@@ -157,5 +166,154 @@ fn bench(c: &mut Criterion) {
     runtime.block_on(node.stop()).unwrap();
 }
 
+/// A loopback echo server of fixed-size frames (the raw TCP baseline).
+async fn echo_server(frame: usize) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; frame];
+                while s.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The floor report (see the module docs): raw fdatasync, raw TCP echo, and the single-client
+/// set on one node and on three, interleaved round by round.
+fn floor_report() {
+    let rounds = std::env::var("FLOOR_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2000)
+        .max(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("one")).unwrap();
+    std::fs::create_dir_all(dir.path().join("three")).unwrap();
+    let one = support::config(&dir.path().join("one"), 1);
+    let three = support::config(&dir.path().join("three"), 3);
+    let (single, cluster, echo) = runtime.block_on(async {
+        let single = Node::start(&one, "n0", &dir.path().join("one.toml"))
+            .await
+            .unwrap();
+        let mut cluster = Vec::new();
+        for n in &three.nodes {
+            cluster.push(
+                Node::start(&three, &n.name, &dir.path().join("three.toml"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        (single, cluster, echo_server(32).await)
+    });
+    let one_client = support::client(&one);
+    let three_client = support::client(&three);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("raw-fsync.log"))
+        .unwrap();
+    let record = [0x5Au8; 128];
+    let (mut fsync, mut rtt, mut set1, mut set3) = (vec![], vec![], vec![], vec![]);
+    runtime.block_on(async {
+        // Masters elected and connections open before any sample.
+        one_client.set("warm", "up").await.unwrap();
+        support::set_retrying(&three_client, "warm", "up").await;
+        let mut echo = TcpStream::connect(echo).await.unwrap();
+        echo.set_nodelay(true).unwrap();
+        let mut frame = [7u8; 32];
+        let value = vec![b'v'; 100];
+        for i in 0..rounds {
+            // The raw fsync runs on a blocking thread, as the node's storage thread does.
+            let (f, took) = tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                file.write_all(&record).unwrap();
+                file.sync_data().unwrap();
+                (file, start.elapsed())
+            })
+            .await
+            .unwrap();
+            file = f;
+            fsync.push(took);
+            let start = Instant::now();
+            echo.write_all(&frame).await.unwrap();
+            echo.read_exact(&mut frame).await.unwrap();
+            rtt.push(start.elapsed());
+            let key = format!("floor{:011}", i % 1000);
+            let start = Instant::now();
+            one_client.set(key.clone(), value.clone()).await.unwrap();
+            set1.push(start.elapsed());
+            let start = Instant::now();
+            match three_client.set(key, value.clone()).await {
+                Ok(()) => set3.push(start.elapsed()),
+                // A lease lapse on a loaded machine: not a sample of the steady state.
+                Err(rarakoon_client::Error::Indeterminate { .. }) => {}
+                Err(e) => panic!("3-node set: {e}"),
+            }
+        }
+    });
+    let p = |v: &mut Vec<Duration>| (percentile(v, 0.5), percentile(v, 0.99));
+    let ((f50, f99), (r50, r99), (s1_50, s1_99), (s3_50, s3_99)) =
+        (p(&mut fsync), p(&mut rtt), p(&mut set1), p(&mut set3));
+    println!("floor: {rounds} interleaved rounds (p50 / p99, microseconds)");
+    println!(
+        "floor: raw fdatasync of a 128-byte append  {:8.1} / {:8.1}",
+        micros(f50),
+        micros(f99)
+    );
+    println!(
+        "floor: raw loopback TCP echo (RTT)         {:8.1} / {:8.1}",
+        micros(r50),
+        micros(r99)
+    );
+    let floor1 = micros(f50) + micros(r50);
+    let floor3 = micros(f50) + 2.0 * micros(r50);
+    println!(
+        "floor: set, 1 client, 1 node               {:8.1} / {:8.1}   p50 / (fdatasync + 1 RTT) = {:.2}",
+        micros(s1_50),
+        micros(s1_99),
+        micros(s1_50) / floor1
+    );
+    println!(
+        "floor: set, 1 client, 3 nodes              {:8.1} / {:8.1}   p50 / (fdatasync + 2 RTT) = {:.2}",
+        micros(s3_50),
+        micros(s3_99),
+        micros(s3_50) / floor3
+    );
+    runtime.block_on(async {
+        single.stop().await.unwrap();
+        for node in cluster {
+            node.stop().await.unwrap();
+        }
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    floor_report();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

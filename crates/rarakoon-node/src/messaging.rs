@@ -295,9 +295,107 @@ fn log_progress(peer: &str, line: &ProgressLine) {
     }
 }
 
+/// What the driver accepts from the messenger's inbox: the sender mapped to its `NodeId`,
+/// messages from unknown names or naming nodes outside the membership dropped, catch-up and
+/// snapshot requests beyond [`RequestLimits`] (per peer and kind) dropped, all counted in
+/// [`MessagingCounters`]; catch-up answers feed the progress log lines ([`CatchUpProgress`]).
+/// Used by [`pump_inbox`] and by the driver reading the inbox itself
+/// ([`crate::driver::Driver::with_peers`]), so both apply the same rules.
+#[derive(Debug)]
+pub struct PeerFilter {
+    ids: BTreeMap<Arc<str>, NodeId>,
+    members: usize,
+    limits: RequestLimits,
+    buckets: Vec<[Bucket; 2]>,
+    counters: Arc<MessagingCounters>,
+    progress: CatchUpProgress,
+}
+
+impl PeerFilter {
+    /// A filter for the membership `names` (`names[i]` is node `i`).
+    pub fn new(names: &[String], limits: RequestLimits, counters: Arc<MessagingCounters>) -> Self {
+        let ids = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                u8::try_from(i)
+                    .ok()
+                    .map(|i| (Arc::from(n.as_str()), NodeId(i)))
+            })
+            .collect();
+        let start = Instant::now();
+        PeerFilter {
+            ids,
+            members: names.len(),
+            limits,
+            buckets: vec![[Bucket::full(limits, start), Bucket::full(limits, start)]; names.len()],
+            counters,
+            progress: CatchUpProgress::default(),
+        }
+    }
+
+    /// The message as the driver takes it, or `None` when it is dropped (counted, logged).
+    pub fn admit(
+        &mut self,
+        incoming: tcp_messenger::Incoming<PeerMessage>,
+    ) -> Option<(NodeId, PeerMessage, tcp_messenger::InboxBytes)> {
+        let counters = &self.counters;
+        let Some(&from) = self.ids.get(&incoming.from) else {
+            tracing::warn!(peer = %incoming.from, "message from an unknown node dropped");
+            counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if let Err(problem) = crate::wire::check_nodes(&incoming.msg, self.members) {
+            tracing::warn!(peer = %incoming.from, "invalid message dropped: {problem}");
+            counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if let Some(kind) = request_kind(&incoming.msg) {
+            let limits = self.limits;
+            let bucket = self
+                .buckets
+                .get_mut(from.index())
+                .and_then(|b| b.get_mut(kind));
+            if !bucket.is_some_and(|b| b.take(limits, Instant::now())) {
+                let (counter, what) = if kind == 0 {
+                    (&counters.dropped_catch_up_requests, "catch-up")
+                } else {
+                    (&counters.dropped_snapshot_requests, "snapshot")
+                };
+                let dropped = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    peer = %incoming.from,
+                    dropped,
+                    "{what} request over the rate limit dropped"
+                );
+                return None;
+            }
+        }
+        if let PeerMessage::Paxos(Message::CatchUpEntries {
+            first,
+            values,
+            committed,
+        }) = &incoming.msg
+            && let Some(line) = self.progress.on_answer(
+                Instant::now(),
+                values.len() as u64,
+                incoming.held.bytes(),
+                first.saturating_add(values.len() as u64).saturating_sub(1),
+                *committed,
+            )
+        {
+            log_progress(&incoming.from, &line);
+        }
+        counters.delivered.fetch_add(1, Ordering::Relaxed);
+        Some((from, incoming.msg, incoming.held))
+    }
+}
+
 /// Moves messages from the messenger's inbox to the driver until either side closes, dropping
 /// catch-up and snapshot requests beyond `limits` (per peer and kind) and counting in
-/// `counters`.
+/// `counters` ([`PeerFilter`]). A node reads its inbox from the driver itself
+/// ([`crate::driver::Driver::with_peers`], one task hand-off less per message); this task is
+/// for drivers fed only through their input channel.
 pub async fn pump_inbox(
     mut inbox: Inbox<PeerMessage>,
     names: Vec<String>,
@@ -305,80 +403,20 @@ pub async fn pump_inbox(
     limits: RequestLimits,
     counters: Arc<MessagingCounters>,
 ) {
-    let ids: BTreeMap<Arc<str>, NodeId> = names
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| {
-            u8::try_from(i)
-                .ok()
-                .map(|i| (Arc::from(n.as_str()), NodeId(i)))
-        })
-        .collect();
-    let start = Instant::now();
-    let mut buckets: Vec<[Bucket; 2]> =
-        vec![[Bucket::full(limits, start), Bucket::full(limits, start)]; names.len()];
+    let mut filter = PeerFilter::new(&names, limits, counters);
     let mut batch = Vec::with_capacity(64);
-    let mut progress = CatchUpProgress::default();
     loop {
         batch.clear();
         if inbox.recv_many(&mut batch, 64).await == 0 {
             return;
         }
         for incoming in batch.drain(..) {
-            let Some(&from) = ids.get(&incoming.from) else {
-                tracing::warn!(peer = %incoming.from, "message from an unknown node dropped");
-                counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            let Some((from, msg, held)) = filter.admit(incoming) else {
                 continue;
             };
-            if let Err(problem) = crate::wire::check_nodes(&incoming.msg, names.len()) {
-                tracing::warn!(peer = %incoming.from, "invalid message dropped: {problem}");
-                counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if let Some(kind) = request_kind(&incoming.msg) {
-                let bucket = buckets.get_mut(from.index()).and_then(|b| b.get_mut(kind));
-                if !bucket.is_some_and(|b| b.take(limits, Instant::now())) {
-                    let (counter, what) = if kind == 0 {
-                        (&counters.dropped_catch_up_requests, "catch-up")
-                    } else {
-                        (&counters.dropped_snapshot_requests, "snapshot")
-                    };
-                    let dropped = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::debug!(
-                        peer = %incoming.from,
-                        dropped,
-                        "{what} request over the rate limit dropped"
-                    );
-                    continue;
-                }
-            }
-            if let PeerMessage::Paxos(Message::CatchUpEntries {
-                first,
-                values,
-                committed,
-            }) = &incoming.msg
-                && let Some(line) = progress.on_answer(
-                    Instant::now(),
-                    values.len() as u64,
-                    incoming.held.bytes(),
-                    first.saturating_add(values.len() as u64).saturating_sub(1),
-                    *committed,
-                )
-            {
-                log_progress(&incoming.from, &line);
-            }
-            if driver
-                .send(Input::Peer {
-                    from,
-                    msg: incoming.msg,
-                    held: incoming.held,
-                })
-                .await
-                .is_err()
-            {
+            if driver.send(Input::Peer { from, msg, held }).await.is_err() {
                 return;
             }
-            counters.delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::config::{ClusterConfig, MasterMode, NodeConfig};
 use crate::driver::{Clock, Driver, Input, Shared};
 use crate::handler::{HandlerConfig, NodeHandler};
 use crate::home_lock::{HomeLock, HomeLockError};
-use crate::messaging::{TcpTransport, pump_inbox};
+use crate::messaging::{PeerFilter, TcpTransport};
 use crate::metrics::http::{Endpoint, Limits as MetricsLimits, MetricsServer};
 use crate::sabotage::Sabotage;
 use crate::storage::{self, DiskDelay, StorageError, StorageThread};
@@ -351,6 +351,18 @@ impl std::fmt::Debug for DriverTask {
 }
 
 impl DriverTask {
+    /// The driver reading peer messages straight from the messenger's `inbox`
+    /// ([`Driver::with_peers`]).
+    #[must_use]
+    pub fn with_peers(
+        mut self,
+        inbox: tcp_messenger::Inbox<PeerMessage>,
+        filter: PeerFilter,
+    ) -> Self {
+        self.driver = self.driver.with_peers(inbox, filter);
+        self
+    }
+
     /// Runs the driver until it stops ([`Driver::run`]).
     pub async fn run(self) -> Result<(), String> {
         self.driver.run(self.inputs, self.events).await
@@ -627,13 +639,6 @@ impl Node {
             per_sec: peer_limits.requests_per_sec,
             burst: f64::from(peer_limits.request_burst),
         };
-        tokio::spawn(pump_inbox(
-            inbox,
-            names.clone(),
-            prepared.inputs.clone(),
-            request_limits,
-            Arc::default(),
-        ));
         let transport = Arc::new(TcpTransport::new(messenger.clone(), names.clone()));
         let assembled = match prepared.assemble(transport) {
             Ok(assembled) => assembled,
@@ -651,6 +656,11 @@ impl Node {
             driver,
             ..
         } = assembled;
+        // The driver reads the inbox itself (no pump task between them).
+        let driver = driver.with_peers(
+            inbox,
+            PeerFilter::new(&names, request_limits, Arc::default()),
+        );
         let storage = match std::thread::Builder::new()
             .name(format!("storage-{name}"))
             .spawn(move || storage_task.run())

@@ -592,3 +592,79 @@ async fn last_entries_requests_are_refused_with_the_reason() {
     assert_eq!(c.get("k").await.unwrap(), "v");
     n.stop().await;
 }
+
+/// One connection to the master of three nodes, every request written at once: writes to one
+/// key and to others run pipelined (several in one Paxos batch or in values in flight
+/// together), and each consistent read sees exactly the last write before it on the
+/// connection, never a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_read_sees_the_writes_before_it_on_its_connection_and_no_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, cfg, c) = three_nodes(dir.path()).await;
+    let rounds = 40;
+    // A loaded machine can let the 1 s lease lapse under a write (answered E_NO_LONGER_MASTER
+    // or E_NOT_MASTER, see `support::set_retrying`): such an attempt is repeated on fresh keys.
+    for attempt in 0..10 {
+        let master = c.who_master().await.unwrap().unwrap();
+        let addr = cfg
+            .nodes
+            .iter()
+            .find(|n| n.name.as_bytes() == &master[..])
+            .unwrap()
+            .client_socket_address();
+        if pipelined_round_trip(addr, attempt, rounds).await {
+            for node in nodes {
+                node.stop().await.unwrap();
+            }
+            return;
+        }
+    }
+    panic!("the master lost its lease in every attempt");
+}
+
+/// The requests of [`a_pipelined_read_sees_the_writes_before_it_on_its_connection_and_no_later_one`]
+/// on keys of `attempt`; false if the master lost its role meanwhile (nothing checked then).
+async fn pipelined_round_trip(addr: SocketAddr, attempt: u32, rounds: usize) -> bool {
+    let k = b(&format!("k{attempt}"));
+    let mut requests = Vec::new();
+    for i in 0..rounds {
+        // Several writes in flight before each read: the read must wait for all of them.
+        for j in 0..3 {
+            requests.push(Request::Set {
+                key: b(&format!("other{attempt}-{i}-{j}")),
+                value: b("x"),
+            });
+        }
+        requests.push(Request::Set {
+            key: k.clone(),
+            value: b(&format!("v{i}")),
+        });
+        requests.push(Request::Get {
+            consistency: Consistency::Consistent,
+            key: k.clone(),
+        });
+        requests.push(Request::Exists {
+            consistency: Consistency::Consistent,
+            key: b(&format!("other{attempt}-{i}-2")),
+        });
+        // The next round's write of "k" is already written on the socket behind this read.
+    }
+    let replies = raw_calls(addr, "t", &requests).await;
+    assert_eq!(replies.len(), requests.len());
+    let lapsed = |r: &rarakoon_client::Reply| matches!(r, Err(e) if matches!(e.code, ErrorCode::NotMaster | ErrorCode::NoLongerMaster));
+    if replies.iter().any(lapsed) {
+        return false;
+    }
+    for (i, round) in replies.chunks(6).enumerate() {
+        for set in &round[..4] {
+            assert_eq!(set, &Ok(Response::Set), "round {i}");
+        }
+        assert_eq!(
+            round[4],
+            Ok(Response::Get(b(&format!("v{i}")))),
+            "round {i}: the read did not see exactly its connection's last write before it"
+        );
+        assert_eq!(round[5], Ok(Response::Exists(true)), "round {i}");
+    }
+    true
+}

@@ -79,7 +79,8 @@ impl NodeHandler {
         }
         let (tx, rx) = oneshot::channel();
         let input = Input::Propose {
-            payload: buf.to_vec(),
+            // The buffer's own allocation, not a copy.
+            payload: Vec::from(buf),
             reply: tx,
         };
         if self.inputs.send(input).await.is_err() {
