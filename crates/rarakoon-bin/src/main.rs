@@ -19,6 +19,11 @@ mod tls;
 
 use std::process::ExitCode;
 
+/// The process allocator is mimalloc rather than glibc's malloc (ADR 0196): the store keeps
+/// one allocation per entry and the replay, apply and network paths allocate per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
