@@ -190,24 +190,12 @@ fn bench_snapshots(c: &mut Criterion) {
 }
 
 /// RSS of this process (Linux; 0 elsewhere).
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// The point-in-time view a collapse takes (ADR 0186), and a write while one is alive (it
-/// copies the leaf it changes, ADR 0185). Also prints the measured bytes per key of a loaded
-/// store (RSS growth over the load; criterion has no memory measurement).
+/// copies the leaf it changes, ADR 0185). Bytes per key are measured in a fresh process by
+/// `cargo run --release -p rarakoon-bin --example store_figures` (here the RSS growth over a
+/// load would hide in memory the earlier groups freed).
 fn bench_views(c: &mut Criterion) {
-    let before = rss_bytes();
     let mut store = loaded_store(false);
-    let after = rss_bytes();
-    println!(
-        "memory: {:.1} B/key of RSS for {KEYS} keys of 16 + {VALUE_LEN} B",
-        after.saturating_sub(before) as f64 / KEYS as f64
-    );
     let mut group = c.benchmark_group("view_1M_keys");
     group.throughput(Throughput::Elements(1));
     group.bench_function("view", |b| b.iter(|| black_box(store.view())));
