@@ -192,7 +192,7 @@ fn bench_snapshots(c: &mut Criterion) {
 /// RSS of this process (Linux; 0 elsewhere).
 /// The point-in-time view a collapse takes (ADR 0186), and a write while one is alive (it
 /// copies the leaf it changes, ADR 0185). Bytes per key are measured in a fresh process by
-/// `cargo run --release -p rarakoon-bin --example store_figures` (here the RSS growth over a
+/// `cargo bench -p rarakoon-bin --bench store_figures` (here the RSS growth over a
 /// load would hide in memory the earlier groups freed).
 fn bench_views(c: &mut Criterion) {
     let mut store = loaded_store(false);

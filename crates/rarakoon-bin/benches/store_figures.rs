@@ -11,7 +11,8 @@
 //!
 //! It uses only APIs that exist before and after the change, so the same file runs on both.
 //!
-//! Run: `cargo run --release -p rarakoon-bin --example store_figures -- 3000000`
+//! No assertion: it is a report. Run:
+//! `STORE_FIGURES_KEYS=3000000 cargo bench -p rarakoon-bin --bench store_figures` (default 1 M keys).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,9 +83,12 @@ fn summary(mut latencies: Vec<Duration>) -> String {
 }
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .map_or(1_000_000, |a| a.parse().expect("N: a number of keys"));
+    // `cargo bench` passes its own arguments (`--bench`), so the size comes from the environment.
+    let n: u64 = std::env::var("STORE_FIGURES_KEYS")
+        .ok()
+        .map_or(1_000_000, |a| {
+            a.parse().expect("STORE_FIGURES_KEYS: a number of keys")
+        });
     let functions = Arc::new(UserFunctionRegistry::new());
     let rss_start = rss_bytes();
     let mut loader = SnapshotLoader::new(1);
